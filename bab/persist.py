@@ -1,0 +1,55 @@
+"""Crash-safe persistence: every file BAB keeps in its state dir is written through :func:`atomic_write`.
+
+The new content goes to a temporary file in the same directory, is fsync'ed, renamed over the old file, and
+the directory is fsync'ed, so after a power cut the file holds either the old or the new content, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably; the file gets permission ``mode``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, mode: int = 0o600) -> None:
+    """Atomically write ``obj`` as JSON."""
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n", mode)
+
+
+def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
+    """Read a JSON state file; a missing file gives ``default``. A corrupt file raises ValueError."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt state file ({exc})") from None
