@@ -179,8 +179,25 @@ class Custom(Type):
         value = _scalar(node, path, ctx, self.what)
         try:
             return self.convert(value)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:
             raise ctx.error(node, path, f"expected {self.what}: {exc}") from None
+
+
+@dataclass
+class Nullable(Type):
+    """``inner`` or ``null``."""
+
+    inner: Type = field(default_factory=Str)
+    doc: str = ""
+    default: Any = None
+
+    def expected(self) -> str:
+        return f"{self.inner.expected()} or null"
+
+    def validate(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return None
+        return self.inner.validate(node, path, ctx)
 
 
 @dataclass
@@ -189,6 +206,7 @@ class ListOf(Type):
     doc: str = ""
     default: Any = REQUIRED
     min_items: int = 0
+    unique: str | None = None  # a key of mapping items whose values must differ
 
     def expected(self) -> str:
         return f"a list of {self.item.expected()}"
@@ -198,7 +216,16 @@ class ListOf(Type):
             raise ctx.error(node, path, f"expected a list, got {_describe(node)}")
         if len(node.value) < self.min_items:
             raise ctx.error(node, path, f"expected at least {self.min_items} entries, got {len(node.value)}")
-        return [self.item.validate(n, f"{path}[{i}]", ctx) for i, n in enumerate(node.value)]
+        out = [self.item.validate(n, f"{path}[{i}]", ctx) for i, n in enumerate(node.value)]
+        if self.unique:
+            seen: dict[Any, int] = {}
+            for i, (n, v) in enumerate(zip(node.value, out, strict=True)):
+                key = v.get(self.unique) if isinstance(v, dict) else None
+                if key in seen:
+                    raise ctx.error(n, f"{path}[{i}].{self.unique}",
+                                    f"duplicate {self.unique} {key!s} (also in entry {seen[key]})")
+                seen[key] = i
+        return out
 
 
 @dataclass
@@ -235,6 +262,7 @@ class Map(Type):
     # Extra key sets chosen by the value of one discriminating key (e.g. driver ``type``).
     variants: Callable[[str], dict[str, Type] | None] | None = None
     discriminator: str | None = None
+    variant_hint: Callable[[], str] | None = None  # lists the valid discriminator values for errors
 
     def expected(self) -> str:
         return "a mapping"
@@ -261,7 +289,9 @@ class Map(Type):
             dvalue = dtype.validate(dnode, _join(path, self.discriminator), ctx)
             extra = self.variants(dvalue)
             if extra is None:
-                raise ctx.error(dnode, _join(path, self.discriminator), f"unknown {self.discriminator} {dvalue!r}")
+                hint = f" ({self.variant_hint()})" if self.variant_hint else ""
+                raise ctx.error(dnode, _join(path, self.discriminator),
+                                f"unknown {self.discriminator} {dvalue!r}{hint}")
             fields.update(extra)
         for knode, vnode in node.value:
             key = knode.value

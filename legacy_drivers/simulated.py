@@ -7,13 +7,14 @@ advance with the configured power when ``advance: true``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from bab.obis import Obis
-from bab.reading import Reading, ReadingStatus
+from bab.reading import Reading
 from bab.schema import Bool, Custom, DictOf, Float
 
 from .api import Driver, DriverContext, Health, ReadingSink
@@ -33,7 +34,13 @@ def unit_symbol(obis: Obis) -> str:
 def _number(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"not a number: {value!r}")
-    return Decimal(str(value))
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
 
 
 class SimulatedDriver(Driver):
@@ -96,10 +103,8 @@ class SimulatedDriver(Driver):
             if self.fault is None:
                 sink.publish(self.readings(time.time()))
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.options.get("interval", 1.0))
-            except TimeoutError:
-                pass
 
 
 __all__ = ["SimulatedDriver", "DriverContext"]

@@ -1,0 +1,279 @@
+"""The ``bab`` command line: run the adapter, the demo, the software gateway, check configs, host a bus."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bab import __version__
+from bab.schema import ConfigError
+
+log = logging.getLogger("bab")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_async(main: Callable[[], Awaitable[int]]) -> int:
+    """Run ``main`` with SIGINT/SIGTERM cancelling it cleanly; returns its exit code."""
+
+    async def wrapper() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await main()
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(wrapper())
+
+
+# --- bab config ---------------------------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from bab import config
+
+    if args.action == "reference":
+        print(config.reference())
+        return 0
+    try:
+        cfg = config.load(args.file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK ({len(cfg.meters)} meter(s) on {cfg.lmn.port})")
+    return 0
+
+
+# --- bab run ------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bab import config
+    from bab.daemon import Daemon
+    from bab.lmn.port import PortError
+
+    try:
+        cfg = config.load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(args.log_level or cfg.log_level)
+
+    async def main() -> int:
+        daemon = Daemon(cfg)
+        try:
+            await daemon.run()
+        except (PortError, ConnectionError) as exc:
+            log.error("%s", exc)
+            return 1
+        return 0
+
+    return _run_async(main)
+
+
+# --- bab demo -----------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bab import config
+    from bab.daemon import Daemon
+    from bab.gateway.app import SoftwareGateway
+    from bab.gateway.readers import default_reader
+    from bab.lmn.asyncbus import AsyncBus
+    from bab.lmn.node import LinkNode
+    from bab.lmn.runner import NodeRunner
+
+    setup_logging(args.log_level)
+    cfg = config.loads(config.DEMO_CONFIG, "<embedded demo config>")
+    state = Path(tempfile.mkdtemp(prefix="bab-demo-"))
+    cfg = config.Config(cfg.lmn, cfg.meters, state, state / "status.sock", cfg.log_level, cfg.source)
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:7.2f}s] gateway: {text}", flush=True)
+
+    async def main() -> int:
+        bus = AsyncBus()
+        daemon = Daemon(cfg)
+        daemon.build()
+        gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=default_reader(say),
+                                  poll_interval=args.poll_interval, report=say)
+        gw_runner = NodeRunner(LinkNode([gateway]), lambda data: gw_port.write(data))
+        gw_port = bus.attach("gateway", gw_runner.feed)
+        link = _BusLink(bus, "bab")
+        print(f"BAB demo: {len(cfg.meters)} simulated meter(s) ({', '.join(str(m.id) for m in cfg.meters)}) "
+              "and the software gateway on an in-memory RS-485 bus at 921600 bit/s. Ctrl-C stops.", flush=True)
+        tasks = [asyncio.create_task(daemon.run(link)), asyncio.create_task(gw_runner.run())]
+        try:
+            if args.duration:
+                await asyncio.sleep(args.duration)
+            else:
+                await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        print(f"demo finished: {len(gateway.station.participants)} participant(s), {gateway.polls_done} poll(s)")
+        return 0 if gateway.station.participants else 1
+
+    return _run_async(main)
+
+
+class _BusLink:
+    """A daemon link on an in-memory AsyncBus."""
+
+    def __init__(self, bus, name: str) -> None:
+        self.bus, self.name, self.port = bus, name, None
+
+    def open(self, on_data, on_lost=None) -> None:
+        self.port = self.bus.attach(self.name, lambda data, t: on_data(data))
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.bus.detach(self.port)
+
+
+# --- bab gateway --------------------------------------------------------------------------------------------
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from bab.gateway.app import SoftwareGateway
+    from bab.gateway.readers import default_reader
+    from bab.hdlc.timing import GatewayTiming
+    from bab.lmn.node import LinkNode
+    from bab.lmn.port import PortError, SerialTransport
+    from bab.lmn.runner import NodeRunner
+
+    setup_logging(args.log_level)
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:8.2f}s] {text}", flush=True)
+
+    async def main() -> int:
+        timing = GatewayTiming(broadcast_period=args.broadcast_period, check_period=args.check_period)
+        gateway = SoftwareGateway(timing, reader=default_reader(say), poll_interval=args.poll_interval, report=say)
+        port = SerialTransport(args.port, args.baudrate)
+        runner = NodeRunner(LinkNode([gateway]), port.write)
+        lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        try:
+            port.open(runner.feed, lambda exc: lost.done() or lost.set_result(exc))
+        except PortError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        say(f"software gateway on {args.port} at {args.baudrate} bit/s")
+        task = asyncio.create_task(runner.run())
+        try:
+            if args.duration:
+                done, _ = await asyncio.wait([lost], timeout=args.duration)
+            else:
+                await lost
+                done = {lost}
+            if done:
+                print(f"error: port lost: {lost.result()}", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            task.cancel()
+            port.close()
+
+    return _run_async(main)
+
+
+# --- bab bus ------------------------------------------------------------------------------------------------
+
+
+def cmd_bus(args: argparse.Namespace) -> int:
+    import random
+
+    from bab.lmn.bus import VirtualBus
+    from bab.lmn.hub import serve_bus
+
+    host, _, port = args.listen.rpartition(":")
+    setup_logging(args.log_level)
+
+    async def main() -> int:
+        bus = VirtualBus(rng=random.Random(), bit_error_rate=args.bit_error_rate, drop_rate=args.drop_rate)
+        server = await serve_bus(host or "127.0.0.1", int(port), bus)
+        addr = server.sockets[0].getsockname()
+        print(f"virtual RS-485 bus listening on socket://{addr[0]}:{addr[1]}", flush=True)
+        async with server:
+            await server.serve_forever()
+        return 0
+
+    return _run_async(main)
+
+
+# --- main ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bab", description="BAB: a legacy meter presented as a wired-LMN meter.")
+    p.add_argument("--version", action="version", version=f"bab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the adapter (foreground; logs to stderr/journald)")
+    run.add_argument("--config", "-c", default=os.environ.get("BAB_CONFIG", "/etc/bab/bab.yaml"))
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="adapter + software gateway + simulated meter on an in-memory bus")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    demo.add_argument("--poll-interval", type=float, default=2.0)
+    demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    demo.set_defaults(func=cmd_demo)
+
+    gw = sub.add_parser("gateway", help="the software gateway on a real port or URL")
+    gw.add_argument("--port", required=True, help="device path or pyserial URL")
+    gw.add_argument("--baudrate", type=int, default=921600)
+    gw.add_argument("--poll-interval", type=float, default=5.0)
+    gw.add_argument("--broadcast-period", type=float, default=14.0)
+    gw.add_argument("--check-period", type=float, default=15.0)
+    gw.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    gw.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    gw.set_defaults(func=cmd_gateway)
+
+    cfg = sub.add_parser("config", help="check a configuration file or print the reference")
+    cfg.add_argument("action", choices=["check", "reference"])
+    cfg.add_argument("file", nargs="?")
+    cfg.set_defaults(func=cmd_config)
+
+    bus = sub.add_parser("bus", help="a virtual RS-485 bus over TCP for several processes (tests, labs)")
+    bus.add_argument("--listen", default="127.0.0.1:7485", help="HOST:PORT (port 0 picks a free one)")
+    bus.add_argument("--bit-error-rate", type=float, default=0.0)
+    bus.add_argument("--drop-rate", type=float, default=0.0)
+    bus.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    bus.set_defaults(func=cmd_bus)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "config" and args.action == "check" and not args.file:
+        print("error: bab config check FILE", file=sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""BAB's configuration: one YAML file, validated on load (errors name file, line and key).
+
+The schema below is the single source of truth: :func:`load` validates with it and ``docs/configuration.md``
+is generated from it (``python -m bab.config --reference``). Driver options are validated by the schema the
+driver plugin declares (:attr:`legacy_drivers.api.Driver.options_schema`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bab.hdlc.timing import GatewayTiming, MeterTiming, SlotTiming
+from bab.meter_id import MeterId
+from bab.schema import Bool, ConfigError, Custom, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
+from legacy_drivers.api import DriverNotFound, available_drivers
+
+
+def _driver_options(type_name: str) -> dict[str, Type] | None:
+    try:
+        return dict(available_drivers()[type_name].options_schema)
+    except KeyError:
+        return None
+
+
+def _meter_id(value: Any) -> MeterId:
+    return MeterId.parse(str(value))
+
+
+TIMING = Map(
+    doc="HDLC slot grid and timeouts (defaults: the reference values of LMN-STACK.md 3.5)",
+    default=dict,
+    fields={
+        "slot_period": Float(doc="seconds per broadcast time slot", default=0.010, min=0.001, max=1.0),
+        "slot_count": Int(doc="slots a meter picks from when answering an address allocation", default=32,
+                          min=1, max=63),
+        "reply_offset": Float(doc="seconds from slot start to the reply's first byte", default=0.0005, min=0.0),
+        "reply_window": Float(doc="seconds from slot start by which the reply must be complete", default=0.005,
+                              min=0.0005),
+        "turnaround": Float(doc="seconds before a unicast reply", default=0.0, min=0.0, max=0.5),
+        "inactivity_timeout": Nullable(Float(min=1.0), doc="seconds without a gateway frame before the meter "
+                                       "falls back to unregistered (null: never)", default=None),
+    },
+)
+
+LMN = Map(
+    doc="the wired LMN port towards the gateway",
+    fields={
+        "port": Str(doc="a device path or any pyserial URL (socket://host:port, rfc2217://, loop://)",
+                    example="/dev/ttyAMA0"),
+        "baudrate": Int(doc="line speed; the LMN uses 921600", default=921600, min=300),
+        "rs485": Bool(doc="enable the kernel's RS-485 mode (TIOCSRS485) for a UART without auto-direction",
+                      default=False),
+        "timing": TIMING,
+    },
+)
+
+DRIVER = Map(
+    doc="the legacy meter behind this LMN meter; `type` names an installed driver plugin",
+    fields={"type": Str(doc="simulated | d0 | edl | s0 | an installed plugin")},
+    discriminator="type",
+    variants=_driver_options,
+    variant_hint=lambda: "installed drivers: " + ", ".join(sorted(available_drivers())),
+)
+
+METER = Map(
+    doc="one LMN participant presented to the gateway",
+    fields={
+        "id": Custom(convert=_meter_id, what="a DIN 43863-5 meter ID such as '1BAB0012345678'",
+                     doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),
+        "driver": DRIVER,
+    },
+)
+
+SCHEMA = Map(
+    fields={
+        "lmn": LMN,
+        "state_dir": Str(doc="persistent state (addresses, keys, counters)", default="/var/lib/bab"),
+        "status_socket": Str(doc="unix socket of `bab status`", default="/run/bab/status.sock"),
+        "log_level": Str(doc="logging threshold", default="info",
+                         choices=("debug", "info", "warning", "error")),
+        "meters": ListOf(METER, doc="the meters this BAB presents; each is its own LMN participant",
+                         min_items=1, unique="id"),
+    },
+)
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    id: MeterId
+    driver_type: str
+    driver_options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LmnConfig:
+    port: str
+    baudrate: int = 921600
+    rs485: bool = False
+    timing: MeterTiming = field(default_factory=MeterTiming)
+
+    def gateway_timing(self, **overrides: Any) -> GatewayTiming:
+        """Gateway timing on the same slot grid (for the software gateway and the demo)."""
+        return GatewayTiming(slots=self.timing.slots, **overrides)
+
+
+@dataclass(frozen=True)
+class Config:
+    lmn: LmnConfig
+    meters: list[MeterConfig]
+    state_dir: Path = Path("/var/lib/bab")
+    status_socket: Path = Path("/run/bab/status.sock")
+    log_level: str = "info"
+    source: str = "<config>"
+
+
+def from_mapping(raw: dict[str, Any], source: str) -> Config:
+    t = raw["lmn"]["timing"]
+    timing = MeterTiming(
+        slots=SlotTiming(t["slot_period"], t["slot_count"], t["reply_offset"], t["reply_window"]),
+        turnaround=t["turnaround"], inactivity_timeout=t["inactivity_timeout"],
+    )
+    lmn = LmnConfig(raw["lmn"]["port"], raw["lmn"]["baudrate"], raw["lmn"]["rs485"], timing)
+    meters = []
+    for m in raw["meters"]:
+        opts = dict(m["driver"])
+        meters.append(MeterConfig(m["id"], opts.pop("type"), opts))
+    return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
+
+
+def loads(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text; raises ConfigError."""
+    return from_mapping(load_yaml(text, SCHEMA, source), source)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError (also for an unreadable file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a UTF-8 text file", file=str(path)) from None
+    return loads(text, str(path))
+
+
+#: The embedded default of ``bab demo``: one simulated meter on an in-memory bus.
+DEMO_CONFIG = """\
+lmn:
+  port: "virtual://demo"
+  timing: {}
+state_dir: /tmp/bab-demo
+meters:
+  - id: "1BAB0012345678"
+    driver:
+      type: simulated
+      registers: {"1-0:1.8.0": 12345.678, "1-0:2.8.0": 0.0, "1-0:16.7.0": 432.1}
+      advance: true
+"""
+
+
+def reference() -> str:
+    """The configuration reference in Markdown, generated from :data:`SCHEMA` and the installed drivers."""
+    lines = ["# Configuration reference", "",
+             "Generated from the schema that validates the file (`python -m bab.config --reference`).", ""]
+
+    def walk(t: Type, path: str, depth: int) -> None:
+        if isinstance(t, Map):
+            for key, ft in t.fields.items():
+                p = f"{path}.{key}" if path else key
+                lines.append(f"{'  ' * depth}- `{p}`: {ft.doc or ''} ({_default_text(ft)})")
+                walk(ft, p, depth + 1)
+        elif isinstance(t, ListOf):
+            walk(t.item, path + "[]", depth)
+        elif isinstance(t, Nullable):
+            walk(t.inner, path, depth)
+
+    walk(SCHEMA, "", 0)
+    lines += ["", "## Driver options", ""]
+    for name, cls in sorted(available_drivers().items()):
+        lines.append(f"### `type: {name}`")
+        lines.append("")
+        for key, ft in cls.options_schema.items():
+            lines.append(f"- `{key}`: {ft.doc} ({_default_text(ft)})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _default_text(t: Type) -> str:
+    from bab.schema import REQUIRED
+
+    if t.default is REQUIRED:
+        return f"required; {t.expected()}"
+    d = t.default_value()
+    return f"{t.expected()}; default {d!r}" if not isinstance(t, Map) else "optional"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--reference"]:
+        print(reference())
+    else:
+        print("usage: python -m bab.config --reference", file=sys.stderr)
+        sys.exit(2)
+
+__all__ = ["Config", "ConfigError", "DriverNotFound", "MeterConfig", "LmnConfig", "load", "loads", "DEMO_CONFIG"]

@@ -1,0 +1,1 @@
+"""BAB's software gateway: an LMN master (HDLC primary) that finds, addresses, checks and reads meters."""

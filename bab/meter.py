@@ -1,0 +1,85 @@
+"""One presented meter at run time: its LMN station, its driver, its values and the services per selector.
+
+The services are the upper layers of the HDLC connections (LMN-STACK.md section 1): selector 3 plain
+SML/COSEM (while unpaired), selector 1 TLS + SML/COSEM, selector 6 SYM pairing. Each protocol layer registers
+a factory here; a selector without a factory, or whose factory says no, is answered with DM.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from bab.config import LmnConfig, MeterConfig
+from bab.hdlc import events as ev
+from bab.hdlc.secondary import MeterStation
+from bab.hdlc.upper import ServerLayer
+from bab.persist import read_json, write_json
+from bab.values import ValueStore
+from legacy_drivers.api import Driver, DriverContext, driver_class
+
+log = logging.getLogger("bab.meter")
+
+ServiceFactory = Callable[[], ServerLayer | None]
+
+
+class MeterRuntime:
+    def __init__(self, config: MeterConfig, lmn: LmnConfig, state_dir: Path, *,
+                 clock: Callable[[], float], rng: random.Random | None = None,
+                 siblings: Callable[[], list[MeterStation]] | None = None) -> None:
+        self.config = config
+        self.meter_id = str(config.id)
+        self.server_id = config.id.server_id
+        self.state_dir = state_dir / "meters" / self.meter_id
+        self.values = ValueStore(self.meter_id, clock=clock)
+        self.services: dict[int, ServiceFactory] = {}
+        self._link_file = self.state_dir / "link.json"
+        link_state = self._load_link_state()
+        self.station = MeterStation(
+            self.server_id, self._layer_for, lmn.timing, rng=rng,
+            preferred_address=link_state.get("address"), siblings=siblings,
+        )
+        self.driver: Driver = driver_class(config.driver_type)(
+            config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
+
+    def _load_link_state(self) -> dict:
+        try:
+            state = read_json(self._link_file, default={})
+        except ValueError as exc:
+            log.error("%s: %s; starting without a remembered address", self.meter_id, exc)
+            return {}
+        addr = state.get("address") if isinstance(state, dict) else None
+        return {"address": addr} if isinstance(addr, int) and 2 <= addr <= 0x7E else {}
+
+    def _layer_for(self, selector: int) -> ServerLayer | None:
+        factory = self.services.get(selector)
+        return factory() if factory is not None else None
+
+    def handle_events(self) -> None:
+        """Log the station's state changes and persist the address when it changes."""
+        for e in self.station.next_events():
+            extra = {"meter_id": self.meter_id, "layer": "hdlc"}
+            if isinstance(e, ev.Registered):
+                log.info("%s: registered at LMN address %#04x", self.meter_id, e.address, extra=extra)
+                self._save_address(e.address)
+            elif isinstance(e, ev.Unregistered):
+                log.info("%s: unregistered: %s", self.meter_id, e.reason, extra=extra)
+            elif isinstance(e, ev.AddressChosen):
+                log.debug("%s: offering address %#04x in slot %d", self.meter_id, e.address, e.slot, extra=extra)
+            elif isinstance(e, ev.Connected):
+                log.debug("%s: connected on selector %d", self.meter_id, e.selector, extra=extra)
+            elif isinstance(e, ev.Disconnected):
+                log.debug("%s: selector %d closed: %s", self.meter_id, e.selector, e.reason, extra=extra)
+            elif isinstance(e, ev.Refused):
+                log.debug("%s: refused selector %d (DM)", self.meter_id, e.selector, extra=extra)
+            elif isinstance(e, ev.SlotMissed):
+                log.warning("%s: broadcast reply missed its slot by %.1f ms", self.meter_id, e.late_by * 1e3,
+                            extra=extra)
+
+    def _save_address(self, address: int) -> None:
+        try:
+            write_json(self._link_file, {"address": address})
+        except OSError as exc:
+            log.error("%s: cannot save LMN address to %s: %s", self.meter_id, self._link_file, exc)
