@@ -37,6 +37,7 @@ class MeterRuntime:
         self.services: dict[int, ServiceFactory] = {}
         self._link_file = self.state_dir / "link.json"
         link_state = self._load_link_state()
+        self._saved_address: int | None = link_state.get("address")
         self.station = MeterStation(
             self.server_id, self._layer_for, lmn.timing, rng=rng,
             preferred_address=link_state.get("address"), siblings=siblings,
@@ -68,6 +69,7 @@ class MeterRuntime:
                 log.info("%s: unregistered: %s", self.meter_id, e.reason, extra=extra)
             elif isinstance(e, ev.AddressChosen):
                 log.debug("%s: offering address %#04x in slot %d", self.meter_id, e.address, e.slot, extra=extra)
+                self._save_address(e.address)  # so that a restart before the confirmation offers it again
             elif isinstance(e, ev.Connected):
                 log.debug("%s: connected on selector %d", self.meter_id, e.selector, extra=extra)
             elif isinstance(e, ev.Disconnected):
@@ -79,6 +81,9 @@ class MeterRuntime:
                             extra=extra)
 
     def _save_address(self, address: int) -> None:
+        if address == self._saved_address:
+            return
+        self._saved_address = address
         try:
             write_json(self._link_file, {"address": address})
         except OSError as exc:

@@ -267,6 +267,12 @@ class Map(Type):
     def expected(self) -> str:
         return "a mapping"
 
+    def default_value(self) -> Any:
+        """An optional section left out: every key at its default (the section must have no required key)."""
+        if self.default is REQUIRED:
+            return REQUIRED
+        return {k: t.default_value() for k, t in self.fields.items() if t.default is not REQUIRED}
+
     def validate(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null") and node.tag.endswith("null"):
             node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)

@@ -30,8 +30,8 @@ async def serve_bus(host: str, port: int, bus: VirtualBus | None = None) -> asyn
         try:
             while data := await reader.read(4096):
                 bport.write(data)
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass  # a client went away, or the hub is shutting down
         finally:
             abus.detach(bport)
             writer.close()
