@@ -3,15 +3,23 @@
 Bytes from the transport go in with the loop time of their arrival; transmissions leave when due, on a timer
 set to the node's next deadline. An ``on_step`` callback runs after every step so the owner can drain station
 events (logging, persistence, the gateway application).
+
+Broadcast replies must start inside a 5 ms window of a 10 ms slot, but asyncio's timers wake with the 1 ms
+granularity of epoll, late. So the runner sleeps on the loop until ``PRECISE`` seconds before a deadline and
+covers the rest with short blocking sleeps: at most ``PRECISE`` of loop time per deadline, spent only when a
+transmission is imminent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 from .node import LinkNode
+
+PRECISE = 0.0015  # seconds before a deadline where the runner stops trusting the loop's timer
 
 
 class NodeRunner:
@@ -57,6 +65,12 @@ class NodeRunner:
             delay = deadline - loop.time()
             if delay <= 0:
                 # Due already but nothing was sent (e.g. a conversation backing off): yield briefly.
-                delay = 0.0002
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.sleep(0.0002)
+                continue
+            if delay > PRECISE:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay - PRECISE)
+                if self._wake.is_set():
+                    continue
+            while (left := deadline - loop.time()) > 0:
+                time.sleep(min(left, 0.0002))

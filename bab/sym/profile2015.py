@@ -1,0 +1,173 @@
+"""SYM profile "2015": reconstruction of the Ostfalia ``sym.cpp`` pairing (LMN-STACK.md section 5, [C]).
+
+Key derivation (AES-128-CMAC keyed with MK)::
+
+    K = CMAC(MK, D || CNT(4, BE) || MeterID(10) || 0x01)
+    D = 0x00 / 0x01  -> enc / mac key of messages meter -> gateway
+    D = 0x10 / 0x11  -> enc / mac key of messages gateway -> meter
+
+Message (both directions)::
+
+    cmd(1) | msg_len(4, BE, total incl. MAC) | CNT(4, BE) | AES-128-CBC(IV=0, enc key)(data || pad) | MAC
+
+``pad`` fills up to the next 16-byte boundary, at least one byte, every pad byte = pad length (PKCS#7);
+``MAC`` = the first ``mac_length`` bytes of CMAC(mac key, all preceding bytes); ``mac_length`` is 16 by
+default (the spec could not see ``MACLEN``; 8 is allowed as an option).
+
+Commands (gateway -> meter; the meter answers ``cmd | 0x80``) and our payload decisions [I]:
+
+====  ================  ===========================  ===========================================
+cmd   step              gateway payload              meter answer payload
+====  ================  ===========================  ===========================================
+0x01  SYNC              none (CNT = any start value) 0x81: none; its CNT = meter's fresh counter
+0x02  ALGORITHMS        none                         0x82: n(1) suites(2 each) n(1) groups(2 each)
+0x03  CREDENTIALS       (a) cert DER || key DER      0x83: (a) none
+                        (b) none                     0x83: (b) the meter's own certificate DER
+0x04  PEER_CERTIFICATE  gateway certificate DER      0x84: none
+0x05  COMMIT            none                         0x85: max TLS fragment length, 2 bytes BE
+====  ================  ===========================  ===========================================
+
+Option ``emh_bug`` ("EMH Zählerbug" of 2015 EMH firmware, which proves real meters did this): the K/L
+code pairs are swapped (meter -> gateway uses 0x10/0x11, gateway -> meter 0x00/0x01), the last byte of the
+key-derivation block is 0x00 instead of 0x01, and the CBC padding bytes are 0x00 instead of the pad length.
+Zero padding cannot be stripped unambiguously, so :meth:`Profile2015.open` leaves it in the payload and the
+(self-delimiting) payload codecs accept 1..16 trailing zero bytes instead.
+"""
+
+from __future__ import annotations
+
+from .crypto import BLOCK, aes_cmac, cbc_decrypt, cbc_encrypt, mac_equal
+from .errors import SymAuthError, SymFormatError
+from .profile import Direction, PairingStep, SymMessage, SymProfile
+
+HEADER_LENGTH = 9
+ANSWER_FLAG = 0x80
+
+_D_CODES = {
+    Direction.METER_TO_GATEWAY: (0x00, 0x01),
+    Direction.GATEWAY_TO_METER: (0x10, 0x11),
+}
+_D_CODES_EMH = {
+    Direction.METER_TO_GATEWAY: (0x10, 0x11),
+    Direction.GATEWAY_TO_METER: (0x00, 0x01),
+}
+_COMMANDS = {
+    0x01: PairingStep.SYNC,
+    0x02: PairingStep.ALGORITHMS,
+    0x03: PairingStep.CREDENTIALS,
+    0x04: PairingStep.PEER_CERTIFICATE,
+    0x05: PairingStep.COMMIT,
+}
+_CODES = {step: code for code, step in _COMMANDS.items()}
+
+
+class Profile2015(SymProfile):
+    """Profile "2015" with options ``mac_length`` (16 or 8) and ``emh_bug`` (see the module docstring)."""
+
+    flow = (
+        PairingStep.SYNC,
+        PairingStep.ALGORITHMS,
+        PairingStep.CREDENTIALS,
+        PairingStep.PEER_CERTIFICATE,
+        PairingStep.COMMIT,
+    )
+
+    def __init__(self, *, mac_length: int = 16, emh_bug: bool = False, max_message_length: int = 8192) -> None:
+        if mac_length not in (8, 16):
+            raise ValueError("profile 2015: mac_length must be 16 (default) or 8")
+        self.mac_length = mac_length
+        self.emh_bug = emh_bug
+        self.min_message_length = HEADER_LENGTH + BLOCK + mac_length
+        if max_message_length < self.min_message_length:
+            raise ValueError("max_message_length is below the shortest possible message")
+        self.max_message_length = max_message_length
+        self.name = "2015" + ("-emh" if emh_bug else "") + ("" if mac_length == 16 else f"-mac{mac_length}")
+
+    def __repr__(self) -> str:
+        return f"Profile2015(mac_length={self.mac_length}, emh_bug={self.emh_bug})"
+
+    # -- key derivation ------------------------------------------------------------------------------------
+
+    def derive_keys(self, key: bytes, counter: int, meter_id: bytes, direction: Direction) -> tuple[bytes, bytes]:
+        if len(meter_id) != 10:
+            raise ValueError("meter ID (server ID) must be 10 bytes")
+        if not 0 <= counter <= 0xFFFFFFFF:
+            raise ValueError("message counter out of range")
+        d_enc, d_mac = (_D_CODES_EMH if self.emh_bug else _D_CODES)[direction]
+        tail = counter.to_bytes(4, "big") + meter_id + (b"\x00" if self.emh_bug else b"\x01")
+        return aes_cmac(key, bytes([d_enc]) + tail), aes_cmac(key, bytes([d_mac]) + tail)
+
+    # -- message format ------------------------------------------------------------------------------------
+
+    def _pad(self, data: bytes) -> bytes:
+        n = BLOCK - len(data) % BLOCK
+        return data + bytes([0 if self.emh_bug else n]) * n
+
+    def _unpad(self, plain: bytes) -> bytes:
+        n = plain[-1]
+        if self.emh_bug:
+            if n != 0:
+                raise SymFormatError("EMH padding: last byte is not 0x00", "bad_padding")
+            return plain  # zero padding is stripped by the payload codecs (check_tail)
+        if not 1 <= n <= BLOCK or plain[-n:] != bytes([n]) * n:
+            raise SymFormatError("bad CBC padding", "bad_padding")
+        return plain[:-n]
+
+    def check_tail(self, rest: bytes) -> None:
+        if not self.emh_bug:
+            super().check_tail(rest)
+        elif len(rest) > BLOCK or rest.count(0) != len(rest):
+            raise SymFormatError("unexpected bytes after the payload", "bad_payload_length")
+
+    def frame_length(self, buffer: bytes) -> int | None:
+        if len(buffer) < 5:
+            return None
+        total = int.from_bytes(buffer[1:5], "big")
+        if (
+            total < self.min_message_length
+            or total > self.max_message_length
+            or (total - HEADER_LENGTH - self.mac_length) % BLOCK
+        ):
+            raise SymFormatError(f"impossible message length field {total}", "bad_length")
+        return total
+
+    def seal(
+        self, key: bytes, meter_id: bytes, direction: Direction, command: int, counter: int, data: bytes
+    ) -> bytes:
+        if not 0 <= command <= 0xFF:
+            raise ValueError("command code must be one byte")
+        enc_key, mac_key = self.derive_keys(key, counter, meter_id, direction)
+        body = cbc_encrypt(enc_key, self._pad(data))
+        total = HEADER_LENGTH + len(body) + self.mac_length
+        if total > self.max_message_length:
+            raise SymFormatError(f"message of {total} bytes exceeds the profile maximum", "message_too_long")
+        head = bytes([command]) + total.to_bytes(4, "big") + counter.to_bytes(4, "big")
+        return head + body + aes_cmac(mac_key, head + body)[: self.mac_length]
+
+    def open(self, key: bytes, meter_id: bytes, direction: Direction, raw: bytes) -> SymMessage:
+        total = self.frame_length(raw)
+        if total is None or total != len(raw):
+            raise SymFormatError(
+                f"length field says {total} bytes, message has {len(raw)}", "bad_length"
+            )
+        counter = int.from_bytes(raw[5:9], "big")
+        enc_key, mac_key = self.derive_keys(key, counter, meter_id, direction)
+        signed, mac = raw[: -self.mac_length], raw[-self.mac_length :]
+        if not mac_equal(aes_cmac(mac_key, signed)[: self.mac_length], mac):
+            raise SymAuthError(f"CMAC does not verify (cmd 0x{raw[0]:02x}, counter {counter})")
+        plain = cbc_decrypt(enc_key, signed[HEADER_LENGTH:])
+        return SymMessage(raw[0], counter, self._unpad(plain))
+
+    # -- command set ---------------------------------------------------------------------------------------
+
+    def request_code(self, step: PairingStep) -> int:
+        try:
+            return _CODES[step]
+        except KeyError:
+            raise ValueError(f"profile 2015 has no step {step.value}") from None
+
+    def step_of(self, command: int) -> PairingStep | None:
+        return _COMMANDS.get(command)
+
+    def answer_code(self, command: int) -> int:
+        return command | ANSWER_FLAG

@@ -1,0 +1,671 @@
+"""The meter-side LMN TLS server on wolfSSL, sans-I/O (LMN-STACK.md section 4, spec TLS-WOLFSSL.md).
+
+BAB is the TLS server on the LMN; the gateway is the client. TLS bytes travel in HDLC I-frames (section 3.3):
+the caller feeds the bytes of received I-frames to :meth:`MeterTlsServer.receive_bytes` and sends what
+:meth:`MeterTlsServer.records_to_send` hands out, one TLS record per I-frame. No I/O, no threads, no clock
+reads in this module (wolfSSL itself reads the system clock only for the session cache expiry and, with
+``ValidityPolicy.SYSTEM_CLOCK``, for certificate dates).
+
+Policy (enforced by configuration *and* checked again after every handshake):
+
+* TLS 1.2 only (``wolfTLSv1_2_server_method``); anything else: ``PROTOCOL_VERSION``.
+* Exactly the four suites of :data:`bab.tls.policy.CIPHER_SUITES`; otherwise ``NO_SHARED_CIPHER``.
+* ECDHE groups: only the five TR curves, enforced in three layers. (1) The ClientHello is checked in Python
+  before wolfSSL sees it: a client offering none of the five, or offering X25519/X448 at all, is refused
+  with ``FORBIDDEN_GROUP`` (wolfSSL 5.5.4 picks X25519 whenever it comes first in the client's list,
+  whatever its own curve list says, and cannot be made to skip it). (2) The server's ephemeral key is made
+  by a C key-generation callback that refuses any ECC curve outside the five (P-521, P-224, secp256k1...
+  compiled into Debian's build); ``wolfSSL_CTX_set1_curves_list`` steers the choice among the client's
+  groups. (3) The negotiated group is verified after the handshake; on a violation our
+  ChangeCipherSpec/Finished are withheld and replaced by a fatal alert, so the handshake never completes.
+* Our certificate and the pinned peer certificate must be ECDSA on one of the five curves (checked when the
+  context is built). Signature algorithms: ECDSA with SHA-256/384/512.
+* Mutual authentication: the client must send a certificate (``NO_CERTIFICATE`` otherwise) whose DER is
+  exactly the provisioned gateway certificate (``BAD_CERTIFICATE`` otherwise). The pin is checked in the
+  verify callback (so a wrong certificate aborts the handshake before it completes) and again afterwards.
+* Certificate dates: :class:`bab.tls.policy.ValidityPolicy` (``IGNORE`` by default, ``SYSTEM_CLOCK``, or
+  ``GIVEN_TIME`` with ``now`` passed to the connection).
+* No compression (Debian's libwolfssl is built without zlib; only the null method is ever selected), no
+  renegotiation (the library is built without secure renegotiation; a renegotiating ClientHello fails the
+  connection).
+* max_fragment_length: wolfSSL honours the client's request; with 2^9 every record we send carries at most
+  512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
+* Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``; session tickets are off so
+  the lifetime is the cache's). wolfSSL's session cache is process-wide and 5.5.4 resumes a session across
+  contexts despite the session-ID context we set; the post-handshake check compares the resumed session's
+  peer certificate with *this* context's pin, so a session from another pairing is refused (close_notify,
+  no application data accepted) and removed from the cache (the client's next attempt is a full handshake).
+* Keys are handed to wolfSSL as SEC1 (RFC 5915) DER: wolfSSL 5.5.4 mis-reads brainpool keys in PKCS#8 form
+  (the handshake then fails at the peer with a bad ServerKeyExchange signature).
+
+Errors raise :class:`bab.tls.errors.TlsError` subclasses with a :class:`~bab.tls.errors.TlsFailure` reason.
+After an error the alert for the peer (if any) is still in :meth:`records_to_send`; the object is then dead.
+A fresh :class:`MeterTlsServer` is created per connection from one long-lived :class:`MeterTlsContext`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from bab.tls import keys, wolfssl_binding
+from bab.tls.errors import TlsError, TlsFailure, TlsStateError, tls_error
+from bab.tls.policy import (
+    CIPHER_SUITE_IDS,
+    CIPHER_SUITES,
+    GROUPS,
+    SESSION_LIFETIME_S,
+    SIGALGS,
+    TLS_VERSION,
+    ValidityPolicy,
+    check_validity,
+    resolve_now,
+)
+from bab.tls.records import ALERT_DESCRIPTIONS, ClientHelloSummary, RecordSplitter, alert_record, parse_client_hello
+
+# wolfSSL's names for the five groups (wolfSSL_get_curve_name) and for set1_curves_list.
+_WOLF_CURVE_NAMES = {
+    "SECP256R1": keys.Curve.SECP256R1,
+    "SECP384R1": keys.Curve.SECP384R1,
+    "BRAINPOOLP256R1": keys.Curve.BRAINPOOL_P256R1,
+    "BRAINPOOLP384R1": keys.Curve.BRAINPOOL_P384R1,
+    "BRAINPOOLP512R1": keys.Curve.BRAINPOOL_P512R1,
+}
+_CURVES_LIST = "brainpoolP256r1:brainpoolP384r1:brainpoolP512r1:P-256:P-384"
+_ALLOWED_GROUP_IDS = {c.tls_group_id for c in GROUPS}
+_REFUSED_GROUP_IDS = {29, 30}  # X25519, X448: wolfSSL 5.5.4 would pick them whatever its curve list says
+_MAX_HELLO = 32768
+_READ_CHUNK = 16384
+
+
+@dataclass(frozen=True)
+class TlsSessionInfo:
+    """The negotiated parameters of an established connection."""
+
+    version: str
+    cipher_suite: str
+    group: keys.Curve | None  # None on a resumed session (no ECDHE in an abbreviated handshake)
+    session_reused: bool
+    max_fragment_length: int  # largest plaintext per record we send
+    peer_certificate_der: bytes
+
+
+class MeterTlsContext:
+    """Long-lived server configuration: our key + certificate, the pinned gateway certificate, the policy.
+
+    ``key_pem``/``cert_pem``: the meter's private key and certificate (PEM or DER; ECDSA on a TR curve).
+    ``peer_cert_pem``: the provisioned gateway certificate, pinned by exact DER match.
+    ``validity``: how the pinned certificate's dates are checked (:class:`ValidityPolicy`).
+    ``session_lifetime_s``: session cache timeout (744 h).
+
+    Holds one ``WOLFSSL_CTX``; create connections with :meth:`new_connection`. Raises
+    :class:`bab.tls.errors.TlsUnavailable` when the wolfSSL binding is not built, and
+    :class:`bab.tls.keys.KeyMaterialError` for unusable key material.
+    """
+
+    def __init__(
+        self,
+        *,
+        key_pem: bytes,
+        cert_pem: bytes,
+        peer_cert_pem: bytes,
+        validity: ValidityPolicy | str = ValidityPolicy.IGNORE,
+        session_lifetime_s: int = SESSION_LIFETIME_S,
+        _restrict_groups: bool = True,
+    ) -> None:
+        ffi, lib = wolfssl_binding.require()
+        self._restrict_groups = _restrict_groups
+        self.validity = ValidityPolicy(validity)
+        self.cert_der = keys.certificate_der(cert_pem)
+        self.peer_cert_der = keys.certificate_der(peer_cert_pem)
+        key_der = keys.private_key_der(key_pem, sec1=True)
+        keys.check_key_matches_certificate(key_pem, cert_pem)
+        peer = keys.load_certificate(self.peer_cert_der)
+        self.peer_not_before = peer.not_valid_before_utc
+        self.peer_not_after = peer.not_valid_after_utc
+        self.peer_fingerprint = keys.fingerprint_sha256(self.peer_cert_der)
+
+        ctx = lib.wolfSSL_CTX_new(lib.wolfTLSv1_2_server_method())
+        if ctx == ffi.NULL:
+            raise TlsError(TlsFailure.INTERNAL_ERROR, "wolfSSL_CTX_new failed")
+        self._ctx = ctx
+        self._finalizer = weakref.finalize(self, lib.wolfSSL_CTX_free, ctx)
+
+        def check(ok: int, what: str) -> None:
+            if ok != lib.WOLFSSL_SUCCESS:
+                self.close()
+                raise TlsError(TlsFailure.INTERNAL_ERROR, f"wolfSSL configuration failed: {what} ({ok})")
+
+        asn1 = lib.WOLFSSL_FILETYPE_ASN1
+        check(lib.wolfSSL_CTX_set_cipher_list(ctx, ":".join(CIPHER_SUITES).encode()), "cipher list")
+        check(lib.wolfSSL_CTX_use_certificate_buffer(ctx, self.cert_der, len(self.cert_der), asn1), "cert")
+        check(lib.wolfSSL_CTX_use_PrivateKey_buffer(ctx, key_der, len(key_der), asn1), "private key")
+        check(lib.wolfSSL_CTX_check_private_key(ctx), "key/certificate mismatch")
+        check(
+            lib.wolfSSL_CTX_trust_peer_buffer(ctx, self.peer_cert_der, len(self.peer_cert_der), asn1),
+            "pinned peer certificate",
+        )
+        if _restrict_groups:  # a test hook may turn this off to exercise the post-handshake group check
+            # Disabled-curve mask: steers the server's choice among the client's groups. wolfSSL 5.5.4 then
+            # also tries to set TLS 1.3 key-share groups, which fails on a TLS 1.2-only context, so the return
+            # value is not meaningful. It does not stop X25519 (refused by the ClientHello check instead);
+            # the key-generation callback of bab_restrict_ecdhe_groups refuses every other non-TR curve.
+            lib.wolfSSL_CTX_set1_curves_list(ctx, _CURVES_LIST.encode())
+            check(lib.bab_restrict_ecdhe_groups(ctx), "ECDHE group restriction")
+        check(lib.wolfSSL_CTX_set1_sigalgs_list(ctx, SIGALGS.encode()), "signature algorithms")
+        check(lib.wolfSSL_CTX_SetMinEccKey_Sz(ctx, 256), "minimum ECC key size")
+        check(lib.wolfSSL_CTX_NoTicketTLSv12(ctx), "no session tickets")
+        lib.wolfSSL_CTX_set_timeout(ctx, session_lifetime_s)  # returns the previous timeout (OpenSSL-style)
+        sid_ctx = hashlib.sha256(b"BAB-LMN-TLS\0" + self.cert_der + self.peer_cert_der).digest()
+        check(lib.wolfSSL_CTX_set_session_id_context(ctx, sid_ctx, len(sid_ctx)), "session id context")
+        lib.wolfSSL_CTX_set_options(ctx, lib.WOLFSSL_OP_NO_COMPRESSION | lib.WOLFSSL_OP_NO_TICKET)
+        lib.wolfSSL_CTX_set_verify(
+            ctx, lib.WOLFSSL_VERIFY_PEER | lib.WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, lib._bab_verify
+        )
+        lib.wolfSSL_CTX_SetIORecv(ctx, lib._bab_io_recv)
+        lib.wolfSSL_CTX_SetIOSend(ctx, lib._bab_io_send)
+
+    def new_connection(self, *, now: dt.datetime | None = None) -> MeterTlsServer:
+        """A fresh server connection object (``now`` is needed for ``ValidityPolicy.GIVEN_TIME``)."""
+        return MeterTlsServer(self, now=now)
+
+    def close(self) -> None:
+        """Free the wolfSSL context (connections keep it alive while they exist)."""
+        self._finalizer()
+
+
+class MeterTlsServer:
+    """One TLS 1.2 server connection, sans-I/O (like ``ssl.SSLObject`` with memory BIOs).
+
+    Feed received TLS bytes with :meth:`receive_bytes`; send what :meth:`records_to_send` returns (one TLS
+    record per I-frame); once :attr:`handshake_complete`, exchange application data with
+    :meth:`send_application_data` / :meth:`read_application_data`; end with :meth:`close` (close_notify).
+    """
+
+    def __init__(self, context: MeterTlsContext, *, now: dt.datetime | None = None) -> None:
+        ffi, lib = wolfssl_binding.require()
+        if not context._finalizer.alive:
+            raise TlsStateError("the MeterTlsContext was closed")
+        self._ffi = ffi
+        self._lib = lib
+        self._context = context  # keeps the WOLFSSL_CTX alive
+        self._now = resolve_now(context.validity, now)
+        self._io = wolfssl_binding.WolfIo()
+        # weak: the finalizer keeps the I/O object (through its cffi handle) alive until wolfSSL_free, and a
+        # strong reference back to this object would keep it from ever being collected
+        verify = weakref.WeakMethod(self._verify)
+        self._io.verify_hook = lambda *args: (method := verify()) is not None and method(*args)
+        self._io.handle = ffi.new_handle(self._io)
+        ssl = lib.wolfSSL_new(context._ctx)
+        if ssl == ffi.NULL:
+            raise TlsError(TlsFailure.INTERNAL_ERROR, "wolfSSL_new failed")
+        self._ssl = ssl
+        lib.wolfSSL_SetIOReadCtx(ssl, self._io.handle)
+        lib.wolfSSL_SetIOWriteCtx(ssl, self._io.handle)
+        # The finalizer references the handle so it outlives the WOLFSSL object that points to it.
+        self._finalizer = weakref.finalize(self, _free_ssl, lib, ssl, self._io.handle, context)
+        self._out = RecordSplitter()
+        self._app_in = bytearray()
+        self._hello_bytes = bytearray()  # the client's stream up to the end of its ClientHello
+        self._hello: ClientHelloSummary | None = None
+        self._hello_checked = False
+        self._verify_failure: TlsError | None = None
+        self._error: TlsError | None = None
+        self._info: TlsSessionInfo | None = None
+        self.handshake_complete = False
+        self.peer_closed = False  # close_notify received
+        self.closed = False  # close_notify sent
+        self._buf = ffi.new("unsigned char[]", _READ_CHUNK)
+
+    # -- bytes in / out ------------------------------------------------------------------------------------
+
+    def receive_bytes(self, data: bytes) -> None:
+        """Process TLS bytes received from the gateway (any chunking). Raises :class:`TlsError`."""
+        self._check_alive()
+        if not data:
+            return
+        if not self._hello_checked:
+            # Hold the bytes back until the ClientHello is complete, then check it against the policy before
+            # wolfSSL sees it (clear reasons, and groups wolfSSL cannot be told to refuse, see module doc).
+            self._hello_bytes += data
+            try:
+                hello = parse_client_hello(bytes(self._hello_bytes))
+            except ValueError:
+                hello = None  # malformed: let wolfSSL produce its own error
+            else:
+                if hello is None and len(self._hello_bytes) < _MAX_HELLO:
+                    return
+            self._hello_checked = True
+            self._hello = hello
+            if hello is not None:
+                self._precheck_hello(hello)
+            data = bytes(self._hello_bytes)
+            self._hello_bytes = bytearray()
+        self._io.incoming += data
+        if not self.handshake_complete:
+            self._do_handshake()
+            if not self.handshake_complete:
+                return
+        self._read_application_data()
+
+    def bytes_to_send(self) -> bytes:
+        """All pending output bytes (whole records)."""
+        return b"".join(self.records_to_send())
+
+    def records_to_send(self) -> list[bytes]:
+        """Pending output, cut at TLS record boundaries: send each element in its own I-frame."""
+        if self._io.outgoing:
+            self._out.feed(bytes(self._io.outgoing))
+            self._io.outgoing.clear()
+        return self._out.records()
+
+    def send_application_data(self, data: bytes) -> None:
+        """Encrypt ``data`` (records of at most :attr:`max_fragment_length` plaintext bytes)."""
+        self._check_alive()
+        if not self.handshake_complete:
+            raise TlsStateError("handshake not complete")
+        if self.closed:
+            raise TlsStateError("connection closed (close_notify sent)")
+        view = memoryview(data)
+        while view:
+            n = self._lib.wolfSSL_write(self._ssl, self._ffi.from_buffer(view), len(view))
+            if n <= 0:
+                self._raise_from(n, "write")
+            view = view[n:]
+
+    def read_application_data(self) -> bytes:
+        """Application data decrypted so far (and clears it)."""
+        data = bytes(self._app_in)
+        self._app_in.clear()
+        return data
+
+    def close(self) -> None:
+        """Send close_notify (idempotent; a no-op after a failure)."""
+        if self._error is not None or self.closed or self._finalizer.alive is False:
+            return
+        if self.handshake_complete:
+            self._lib.wolfSSL_shutdown(self._ssl)
+        self.closed = True
+
+    def free(self) -> None:
+        """Release the wolfSSL connection now (otherwise when the object is garbage-collected)."""
+        self._finalizer()
+
+    def __enter__(self) -> MeterTlsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> TlsSessionInfo | None:
+        """Negotiated parameters once the handshake is complete."""
+        return self._info
+
+    @property
+    def max_fragment_length(self) -> int:
+        """Largest plaintext we put in one record (512 when the client asked for max_fragment_length 2^9)."""
+        self._check_alive()
+        return int(self._lib.wolfSSL_GetMaxOutputSize(self._ssl))
+
+    @property
+    def session_lifetime_s(self) -> int | None:
+        """Lifetime of the established session in the resumption cache (744 h), None before the handshake."""
+        if not self.handshake_complete or not self._finalizer.alive:
+            return None
+        sess = self._lib.wolfSSL_get1_session(self._ssl)
+        if sess == self._ffi.NULL:
+            return None
+        try:
+            return int(self._lib.wolfSSL_SESSION_get_timeout(sess))
+        finally:
+            self._lib.wolfSSL_SESSION_free(sess)
+
+    @property
+    def error(self) -> TlsError | None:
+        """The error that killed the connection, if any."""
+        return self._error
+
+    @property
+    def client_hello(self) -> ClientHelloSummary | None:
+        """What the client offered in its ClientHello (None before it arrived or if it was malformed)."""
+        return self._hello
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._finalizer.alive:
+            raise TlsStateError("connection object already freed")
+
+    def _precheck_hello(self, hello: ClientHelloSummary) -> None:
+        """Refuse a ClientHello that cannot lead to a policy-conformant session, with a precise reason."""
+        exc: TlsError | None = None
+        if not hello.offers_tls12():
+            exc = tls_error(
+                TlsFailure.PROTOCOL_VERSION,
+                f"only TLS 1.2 is accepted; client offered {_describe_versions(hello)}",
+                alert="protocol_version",
+            )
+        elif not set(hello.cipher_suites) & set(CIPHER_SUITE_IDS.values()):
+            suites = ", ".join(f"0x{x:04X}" for x in hello.cipher_suites[:16])
+            exc = tls_error(
+                TlsFailure.NO_SHARED_CIPHER,
+                f"client offered none of the four TR-03116-3 suites ({suites})",
+                alert="handshake_failure",
+            )
+        elif (
+            self._context._restrict_groups
+            and hello.groups is not None
+            and (not set(hello.groups) & _ALLOWED_GROUP_IDS or set(hello.groups) & _REFUSED_GROUP_IDS)
+        ):
+            groups = ", ".join(_group_name(g) for g in hello.groups)
+            exc = tls_error(
+                TlsFailure.FORBIDDEN_GROUP,
+                f"client offered ECDHE groups {groups}; only "
+                "brainpoolP256r1/384r1/512r1, secp256r1, secp384r1 are allowed (and X25519/X448 "
+                "must not be offered)",
+                alert="handshake_failure",
+            )
+        elif 0 not in hello.compression_methods:
+            exc = tls_error(
+                TlsFailure.HANDSHAKE_FAILURE,
+                "client does not offer the null compression method",
+                alert="handshake_failure",
+            )
+        if exc is not None:
+            version = bytes(self._hello_bytes[1:3]) if len(self._hello_bytes) >= 3 else b"\x03\x03"
+            self._io.outgoing += alert_record(exc.alert or "handshake_failure", version=version)
+            self._error = exc
+            raise exc
+
+    def _do_handshake(self) -> None:
+        lib = self._lib
+        ret = lib.wolfSSL_accept(self._ssl)
+        if ret != lib.WOLFSSL_SUCCESS:
+            err = lib.wolfSSL_get_error(self._ssl, ret)
+            if err == lib.WOLFSSL_ERROR_WANT_READ:
+                return
+            self._raise_from(ret, "handshake")
+        try:
+            self._info = self._check_negotiated()
+        except TlsError as exc:
+            self._abort_after_handshake(exc)
+        self.handshake_complete = True
+
+    def _check_negotiated(self) -> TlsSessionInfo:
+        """Verify the negotiated parameters against the policy (defence in depth)."""
+        ffi, lib, ssl = self._ffi, self._lib, self._ssl
+        version = ffi.string(lib.wolfSSL_get_version(ssl)).decode()
+        if version != TLS_VERSION:
+            raise tls_error(TlsFailure.PROTOCOL_VERSION, f"negotiated {version}", alert="protocol_version")
+        suite = ffi.string(lib.wolfSSL_get_cipher_name(ssl)).decode()
+        if suite not in CIPHER_SUITE_IDS:
+            raise tls_error(TlsFailure.NO_SHARED_CIPHER, f"negotiated {suite}", alert="handshake_failure")
+        reused = bool(lib.wolfSSL_session_reused(ssl))
+        group: keys.Curve | None = None
+        if not reused:
+            p = lib.wolfSSL_get_curve_name(ssl)
+            name = ffi.string(p).decode() if p != ffi.NULL else "none"
+            group = _WOLF_CURVE_NAMES.get(name.upper())
+            if group is None:
+                raise tls_error(
+                    TlsFailure.FORBIDDEN_GROUP,
+                    f"negotiated ECDHE group {name} is not a TR-03116-3 group",
+                    alert="insufficient_security",
+                )
+        peer_der = self._peer_certificate_der()
+        if peer_der is None:
+            raise tls_error(TlsFailure.NO_CERTIFICATE, "no client certificate", alert="certificate_required")
+        if peer_der != self._context.peer_cert_der:
+            raise tls_error(
+                TlsFailure.BAD_CERTIFICATE, "client certificate is not the pinned one", alert="bad_certificate"
+            )
+        check_validity(self._context.validity, self._context.peer_not_before, self._context.peer_not_after, self._now)
+        return TlsSessionInfo(
+            version=version,
+            cipher_suite=suite,
+            group=group,
+            session_reused=reused,
+            max_fragment_length=int(lib.wolfSSL_GetMaxOutputSize(ssl)),
+            peer_certificate_der=peer_der,
+        )
+
+    def _peer_certificate_der(self) -> bytes | None:
+        ffi, lib = self._ffi, self._lib
+        x509 = lib.wolfSSL_get_peer_certificate(self._ssl)
+        if x509 == ffi.NULL:
+            return None
+        try:
+            size = ffi.new("int *")
+            p = lib.wolfSSL_X509_get_der(x509, size)
+            return bytes(ffi.buffer(p, size[0])) if p != ffi.NULL else None
+        finally:
+            lib.wolfSSL_X509_free(x509)
+
+    def _abort_after_handshake(self, exc: TlsError) -> None:
+        """The handshake completed in wolfSSL but breaks the policy: do not let it complete for the peer."""
+        lib = self._lib
+        if lib.wolfSSL_session_reused(self._ssl):
+            # our Finished is already out: end with an (encrypted) close_notify, and drop the session from the
+            # (process-wide) cache so that the client's next attempt is a full handshake
+            lib.wolfSSL_shutdown(self._ssl)
+            sess = lib.wolfSSL_get1_session(self._ssl)
+            if sess != self._ffi.NULL:
+                lib.wolfSSL_SSL_CTX_remove_session(self._context._ctx, sess)
+                lib.wolfSSL_SESSION_free(sess)
+        else:
+            # withhold our ChangeCipherSpec + Finished; send a plaintext fatal alert instead
+            self._io.outgoing.clear()
+            self._io.outgoing += alert_record(exc.alert or "handshake_failure")
+        self._error = exc
+        raise exc
+
+    def _read_application_data(self) -> None:
+        ffi, lib, ssl, buf = self._ffi, self._lib, self._ssl, self._buf
+        while True:
+            n = lib.wolfSSL_read(ssl, buf, _READ_CHUNK)
+            if n > 0:
+                self._app_in += ffi.buffer(buf, n)
+                continue
+            err = lib.wolfSSL_get_error(ssl, n)
+            if err == lib.WOLFSSL_ERROR_WANT_READ:
+                return
+            if err == lib.WOLFSSL_ERROR_ZERO_RETURN:
+                self.peer_closed = True
+                if not self.closed:
+                    lib.wolfSSL_shutdown(ssl)  # answer with our close_notify
+                    self.closed = True
+                return
+            self._raise_from(n, "read")
+
+    def _verify(self, preverify: int, error: int, depth: int, der: bytes) -> bool:
+        """wolfSSL's verify callback: pin the client certificate, apply the validity policy."""
+        lib = self._lib
+        if depth > 0:
+            return True  # extra chain certificates are irrelevant: the leaf must be the pinned one
+        ctx = self._context
+        if not der:
+            self._verify_failure = tls_error(
+                TlsFailure.NO_CERTIFICATE,
+                "the client sent no certificate (mutual authentication is mandatory)",
+                alert="handshake_failure",
+            )
+            return False
+        if der != ctx.peer_cert_der:
+            fp = keys.fingerprint_sha256(der) if der else "none"
+            self._verify_failure = tls_error(
+                TlsFailure.BAD_CERTIFICATE,
+                f"client certificate {fp} is not the pinned gateway certificate {ctx.peer_fingerprint}",
+                alert="bad_certificate",
+            )
+            return False
+        date_errors = {lib.ASN_BEFORE_DATE_E, lib.ASN_AFTER_DATE_E}
+        if ctx.validity is ValidityPolicy.SYSTEM_CLOCK and error in date_errors:
+            reason = (
+                TlsFailure.CERTIFICATE_EXPIRED
+                if error == lib.ASN_AFTER_DATE_E
+                else TlsFailure.CERTIFICATE_NOT_YET_VALID
+            )
+            self._verify_failure = tls_error(
+                reason, "checked against the system clock", alert="certificate_expired", code=error
+            )
+            return False
+        try:
+            check_validity(ctx.validity, ctx.peer_not_before, ctx.peer_not_after, self._now)
+        except TlsError as exc:
+            self._verify_failure = exc
+            return False
+        if preverify or error in date_errors or error in (0, lib.ASN_NO_SIGNER_E):
+            return True
+        self._verify_failure = tls_error(
+            TlsFailure.BAD_CERTIFICATE,
+            f"pinned certificate rejected by wolfSSL: {wolfssl_binding.error_string(error)}",
+            alert="bad_certificate",
+            code=error,
+        )
+        return False
+
+    def _raise_from(self, ret: int, what: str) -> None:
+        err = self._lib.wolfSSL_get_error(self._ssl, ret)
+        exc = self._classify(err, what)
+        self._error = exc
+        raise exc
+
+    def _classify(self, err: int, what: str) -> TlsError:
+        lib = self._lib
+        if self._verify_failure is not None:
+            return self._verify_failure
+        text = wolfssl_binding.error_string(err)
+        hist = self._ffi.new("WOLFSSL_ALERT_HISTORY *")
+        lib.wolfSSL_get_alert_history(self._ssl, hist)
+        rx_alert = ALERT_DESCRIPTIONS.get(hist.last_rx.code) if hist.last_rx.level == 2 else None
+        tx_alert = ALERT_DESCRIPTIONS.get(hist.last_tx.code) if hist.last_tx.level == 2 else None
+        hello = self.client_hello if not self.handshake_complete else None
+        detail = f"{what}: {text}"
+
+        if err == lib.FATAL_ERROR and rx_alert:
+            return tls_error(TlsFailure.PEER_ALERT, f"{what}: the client aborted", alert=rx_alert, code=err)
+        if err == lib.NO_PEER_CERT:
+            return tls_error(
+                TlsFailure.NO_CERTIFICATE,
+                "the client sent no certificate (mutual authentication is mandatory)",
+                alert=tx_alert,
+                code=err,
+            )
+        if err in (lib.VERSION_ERROR,) or (hello is not None and not hello.offers_tls12()):
+            offered = _describe_versions(hello)
+            return tls_error(
+                TlsFailure.PROTOCOL_VERSION,
+                f"only TLS 1.2 is accepted; client offered {offered}",
+                alert=tx_alert or "protocol_version",
+                code=err,
+            )
+        if err == lib.MATCH_SUITE_ERROR:
+            if hello is not None and not set(hello.cipher_suites) & set(CIPHER_SUITE_IDS.values()):
+                suites = ", ".join(f"0x{s:04X}" for s in hello.cipher_suites[:12])
+                return tls_error(
+                    TlsFailure.NO_SHARED_CIPHER,
+                    f"client offered none of the TR-03116-3 suites ({suites})",
+                    alert=tx_alert,
+                    code=err,
+                )
+            if hello is not None and hello.groups is not None and not set(hello.groups) & _ALLOWED_GROUP_IDS:
+                groups = ", ".join(_group_name(g) for g in hello.groups)
+                return tls_error(
+                    TlsFailure.FORBIDDEN_GROUP,
+                    f"client offered no TR-03116-3 ECDHE group ({groups})",
+                    alert=tx_alert,
+                    code=err,
+                )
+            return tls_error(TlsFailure.NO_SHARED_CIPHER, detail, alert=tx_alert, code=err)
+        if err in (lib.VERIFY_MAC_ERROR, lib.DECRYPT_ERROR):
+            return tls_error(TlsFailure.BAD_RECORD_MAC, detail, alert=tx_alert or "bad_record_mac", code=err)
+        if err == lib.SECURE_RENEGOTIATION_E:
+            return tls_error(TlsFailure.RENEGOTIATION_REFUSED, detail, alert=tx_alert, code=err)
+        if err in (lib.LENGTH_ERROR, lib.HANDSHAKE_SIZE_ERROR) or tx_alert == "record_overflow":
+            return tls_error(TlsFailure.RECORD_OVERFLOW, detail, alert=tx_alert, code=err)
+        if err in (
+            lib.SANITY_MSG_E,
+            lib.DUPLICATE_MSG_E,
+            lib.OUT_OF_ORDER_E,
+            lib.NO_CHANGE_CIPHER_E,
+            lib.UNKNOWN_HANDSHAKE_TYPE,
+        ):
+            if self.handshake_complete:
+                return tls_error(
+                    TlsFailure.RENEGOTIATION_REFUSED,
+                    f"{detail} (handshake message after the handshake: renegotiation is not allowed)",
+                    alert=tx_alert,
+                    code=err,
+                )
+            return tls_error(TlsFailure.UNEXPECTED_MESSAGE, detail, alert=tx_alert, code=err)
+        if err in (
+            lib.BUFFER_ERROR,
+            lib.PARSE_ERROR,
+            lib.UNKNOWN_RECORD_TYPE,
+            lib.INCOMPLETE_DATA,
+            lib.BUFFER_E,
+            lib.ASN_PARSE_E,
+        ):
+            return tls_error(TlsFailure.DECODE_ERROR, detail, alert=tx_alert, code=err)
+        if err == lib.VERIFY_SIGN_ERROR:
+            return tls_error(
+                TlsFailure.BAD_CERTIFICATE,
+                f"{what}: the client's CertificateVerify signature does not match its certificate",
+                alert=tx_alert,
+                code=err,
+            )
+        if err in (lib.VERIFY_CERT_ERROR, lib.ASN_NO_SIGNER_E, lib.ASN_SIG_CONFIRM_E):
+            return tls_error(TlsFailure.BAD_CERTIFICATE, detail, alert=tx_alert, code=err)
+        if err in (lib.ECC_CURVE_ERROR, lib.ECC_PEERKEY_ERROR):
+            return tls_error(TlsFailure.FORBIDDEN_GROUP, detail, alert=tx_alert, code=err)
+        if err == lib.FATAL_ERROR:
+            return tls_error(TlsFailure.PEER_ALERT, f"{what}: the client aborted", alert=rx_alert, code=err)
+        return tls_error(
+            TlsFailure.HANDSHAKE_FAILURE if not self.handshake_complete else TlsFailure.INTERNAL_ERROR,
+            detail,
+            alert=tx_alert,
+            code=err,
+        )
+
+
+def _free_ssl(lib: Any, ssl: Any, handle: Any, context: MeterTlsContext) -> None:
+    lib.wolfSSL_free(ssl)
+
+
+_GROUP_NAMES = {
+    23: "secp256r1",
+    24: "secp384r1",
+    25: "secp521r1",
+    26: "brainpoolP256r1",
+    27: "brainpoolP384r1",
+    28: "brainpoolP512r1",
+    29: "x25519",
+    30: "x448",
+}
+_VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1.0", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+
+
+def _group_name(group: int) -> str:
+    return _GROUP_NAMES.get(group, f"0x{group:04X}")
+
+
+def _describe_versions(hello: ClientHelloSummary | None) -> str:
+    if hello is None:
+        return "an unknown version"
+    versions = hello.supported_versions or [hello.legacy_version]
+    return "/".join(_VERSION_NAMES.get(v, f"0x{v:04X}") for v in versions if v & 0x0F0F != 0x0A0A)
+
+
+def certificate_pem(der: bytes) -> bytes:
+    """PEM for a DER certificate (helper for callers that log or store the peer certificate)."""
+    return keys.load_certificate(der).public_bytes(serialization.Encoding.PEM)
