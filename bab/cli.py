@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -64,28 +65,78 @@ def cmd_config(args: argparse.Namespace) -> int:
 # --- bab run ------------------------------------------------------------------------------------------------
 
 
+EX_CONFIG = 78  # sysexits.h: the unit's RestartPreventExitStatus, a broken config is not retried
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import faulthandler
+
     from bab import config
     from bab.daemon import Daemon
     from bab.lmn.port import PortError
+    from bab.sdnotify import Notifier, watchdog_keepalive
+    from bab.status import StatusServer, StatusServerError
+    from legacy_drivers.api import DriverNotFound
 
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):  # no real stderr (e.g. under pytest)
+        faulthandler.enable()  # the watchdog's SIGABRT then leaves a traceback of a hung loop in the journal
     try:
         cfg = config.load(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
     setup_logging(args.log_level or cfg.log_level)
+    notifier = Notifier()
 
     async def main() -> int:
         daemon = Daemon(cfg)
         try:
-            await daemon.run()
+            daemon.build()
+        except (DriverNotFound, OSError, ValueError) as exc:
+            log.error("cannot set up the meters: %s", exc)
+            return EX_CONFIG
+        status = StatusServer(daemon.status, cfg.status_socket)
+        try:
+            await status.start()
+        except StatusServerError as exc:
+            log.warning("no status socket: %s", exc)
+            status = None
+        watchdog = asyncio.create_task(watchdog_keepalive(notifier))
+
+        def ready() -> None:
+            notifier.ready(status=f"serving {len(daemon.meters)} meter(s) on {cfg.lmn.port}")
+
+        try:
+            await daemon.run(ready=ready)
         except (PortError, ConnectionError) as exc:
             log.error("%s", exc)
             return 1
+        except asyncio.CancelledError:
+            notifier.stopping()
+            log.info("stopping")
+            return 0
+        finally:
+            watchdog.cancel()
+            if status is not None:
+                await status.close()
         return 0
 
     return _run_async(main)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bab.status import status_command
+
+    path = args.socket
+    if path is None and args.config:
+        from bab import config
+
+        try:
+            path = str(config.load(args.config).status_socket)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return status_command(path, args.json)
 
 
 # --- bab demo -----------------------------------------------------------------------------------------------
@@ -236,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", default=os.environ.get("BAB_CONFIG", "/etc/bab/bab.yaml"))
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="show the running daemon's state (LMN, drivers, readings, errors)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--socket", help="status socket (default: $BAB_STATUS_SOCKET or /run/bab/status.sock)")
+    st.add_argument("--config", "-c", help="take the socket path from this config file")
+    st.set_defaults(func=cmd_status)
 
     demo = sub.add_parser("demo", help="adapter + software gateway + simulated meter on an in-memory bus")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")

@@ -193,8 +193,18 @@ def _default_text(t: Type) -> str:
 
     if t.default is REQUIRED:
         return f"required; {t.expected()}"
+    if isinstance(t, Map):
+        return "optional"
     d = t.default_value()
-    return f"{t.expected()}; default {d!r}" if not isinstance(t, Map) else "optional"
+    if isinstance(d, dict):
+        d = "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+    elif d is None:
+        d = "null"
+    elif isinstance(d, bool):
+        d = str(d).lower()
+    else:
+        d = repr(d)
+    return f"{t.expected()}; default {d}"
 
 
 if __name__ == "__main__":

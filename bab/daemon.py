@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -41,6 +43,8 @@ class Daemon:
         self.meters: list[MeterRuntime] = []
         self.runner: NodeRunner | None = None
         self.lost: asyncio.Future[Exception | None] | None = None
+        self.port_open = False
+        self.started = time.monotonic()
         self._tasks: list[asyncio.Task] = []
 
     def build(self) -> None:
@@ -70,6 +74,7 @@ class Daemon:
                 self.lost.set_result(exc)
 
         link.open(runner.feed, on_lost)
+        self.port_open = True
         log.info("LMN port %s open; presenting %s", self.config.lmn.port,
                  ", ".join(m.meter_id for m in self.meters))
         for m in self.meters:
@@ -81,11 +86,17 @@ class Daemon:
             exc = await self.lost
             raise ConnectionError(f"LMN port {self.config.lmn.port} lost: {exc}")
         finally:
+            self.port_open = False
             for t in self._tasks:
                 t.cancel()
             for t in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            # A secondary cannot send DISC on its own in normal response mode: the open connections are closed
+            # locally (their upper layers flush their state) and the gateway hears the meter fall silent.
+            for m in self.meters:
+                m.station.disconnect("BAB shutting down")
+                m.handle_events()
             link.close()
 
     async def _run_driver(self, m: MeterRuntime) -> None:
@@ -103,5 +114,50 @@ class Daemon:
                 log.exception("%s: driver %s failed: %s; restarting in %.0f s", m.meter_id,
                               m.config.driver_type, exc, delay)
                 m.values.set_health(Health.SOURCE_LOST, f"driver error: {exc}")
+                m.counters["driver_errors"] = m.counters.get("driver_errors", 0) + 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+
+    def status(self) -> dict:
+        """The status document of ``bab status`` (shape: :mod:`bab.status`)."""
+        from bab.status import reading_entry
+
+        now = asyncio.get_running_loop().time()
+        rx = self.runner.node.receiver.counters if self.runner else None
+        meters = []
+        for m in self.meters:
+            st = m.station
+            readings = []
+            for obis, r in sorted(m.values.readings.items()):
+                entry = reading_entry(m.values.get(obis) or r, now)
+                entry["age_s"] = round(now - m.values.received_at.get(obis, now), 3)
+                readings.append(entry)
+            meters.append({
+                "id": m.meter_id,
+                "lmn": {
+                    "state": st.state.value, "address": st.address, "selector": st.connected_selector,
+                    "paired": m.paired, "tls_up": m.tls_up,
+                    "last_request_age_s": None if st.last_request is None else round(now - st.last_request, 3),
+                },
+                "driver": {"type": m.config.driver_type, "health": m.values.health.value,
+                           "detail": m.values.health_detail},
+                "readings": readings,
+                "errors": {
+                    "bad_frames": (rx.bad_hcs + rx.bad_fcs) if rx else 0,
+                    "tls_failures": m.counters.get("tls_failures", 0),
+                    "sym_failures": m.counters.get("sym_failures", 0),
+                    "driver_errors": m.counters.get("driver_errors", 0),
+                    "slot_missed": st.counters.slot_missed,
+                    "sequence_errors": st.counters.sequence_errors,
+                },
+            })
+        from bab import __version__
+
+        return {
+            "daemon": {"version": __version__, "pid": os.getpid(),
+                       "uptime_s": round(time.monotonic() - self.started, 1), "config": self.config.source},
+            "lmn": {"port": self.config.lmn.port, "baudrate": self.config.lmn.baudrate,
+                    "port_open": self.port_open},
+            "meters": meters,
+        }

@@ -35,6 +35,9 @@ class MeterRuntime:
         self.state_dir = state_dir / "meters" / self.meter_id
         self.values = ValueStore(self.meter_id, clock=clock)
         self.services: dict[int, ServiceFactory] = {}
+        self.counters: dict[str, int] = {}  # error counters for `bab status` (driver, TLS, SYM failures)
+        self.paired = False  # set by the pairing layer
+        self.tls_up = False  # set by the TLS layer
         self._link_file = self.state_dir / "link.json"
         link_state = self._load_link_state()
         self._saved_address: int | None = link_state.get("address")

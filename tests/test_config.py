@@ -109,3 +109,11 @@ def test_reference_is_generated_from_the_schema():
 def test_demo_config_is_valid():
     cfg = config.loads(config.DEMO_CONFIG)
     assert cfg.meters[0].driver_type == "simulated"
+
+
+def test_docs_configuration_reference_is_current():
+    """docs/configuration.md is generated from the schema: regenerate with `bab config reference`."""
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert doc.read_text() == config.reference() + "\n"
