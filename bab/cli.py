@@ -22,8 +22,9 @@ log = logging.getLogger("bab")
 
 
 def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bab.logs import setup_logging as setup
+
+    setup(level)
 
 
 def _run_async(main: Callable[[], Awaitable[int]]) -> int:
