@@ -158,3 +158,21 @@ def test_demo_shows_registration(args):
     proc = subprocess.run([sys.executable, "-m", "bab.cli", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "registered at address" in proc.stdout
+
+
+async def test_bab_gateway_command_finds_a_bab_process(tmp_path):
+    """`bab gateway --port URL` (the lab tool) against `bab run`, both real processes on the TCP bus."""
+    server = await serve_bus("127.0.0.1", 0)
+    url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    bab = start_bab(write_config(tmp_path / "m.yaml", url, ["1BAB0000000011"], tmp_path / "s"))
+    gw = subprocess.Popen([sys.executable, "-m", "bab.cli", "gateway", "--port", url, "--duration", "6",
+                           "--broadcast-period", "1", "--check-period", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        loop = asyncio.get_running_loop()
+        out, _ = await loop.run_in_executor(None, lambda: gw.communicate(timeout=30))
+    finally:
+        stop(bab)
+        server.close()
+    assert gw.returncode == 0, out
+    assert "participant 1BAB0000000011 registered at address" in out
