@@ -26,17 +26,20 @@ _TABLE_8408 = _table(0x8408)
 # in C, so reflecting every input byte (bytes.translate, also C) and the 16-bit result gives the reflected CRC
 # at C speed: about 50x faster than a Python table loop, which matters on a Raspberry Pi Zero at 921.6 kbit/s.
 _REVERSE_BITS = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
-_REVERSE16 = tuple(int(f"{v:016b}"[::-1], 2) for v in range(1 << 16))
+
+
+def _reverse16(x: int) -> int:
+    return (_REVERSE_BITS[x & 0xFF] << 8) | _REVERSE_BITS[x >> 8]
 
 
 def crc16_x25(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/X-25 of ``data`` (check value for b"123456789" is 0x906E)."""
-    return _REVERSE16[crc_hqx(bytes(data).translate(_REVERSE_BITS), 0xFFFF)] ^ 0xFFFF
+    return _reverse16(crc_hqx(bytes(data).translate(_REVERSE_BITS), 0xFFFF)) ^ 0xFFFF
 
 
 def crc16_kermit(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/KERMIT of ``data`` (check value for b"123456789" is 0x2189)."""
-    return _REVERSE16[crc_hqx(bytes(data).translate(_REVERSE_BITS), 0)]
+    return _reverse16(crc_hqx(bytes(data).translate(_REVERSE_BITS), 0))
 
 
 def crc16_x25_reference(data: bytes | bytearray | memoryview) -> int:
