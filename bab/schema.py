@@ -100,52 +100,49 @@ class Str(Type):
         return value
 
 
+class _Number(Type):
+    """A numeric scalar within optional bounds; subclasses say which Python types count and the noun."""
+
+    min: Any = None
+    max: Any = None
+    noun = "a number"
+    accepts: tuple[type, ...] = (int, float)
+
+    def expected(self) -> str:
+        rng = ""
+        if self.min is not None and self.max is not None:
+            rng = f" from {self.min} to {self.max}"
+        elif self.min is not None:
+            rng = f" >= {self.min}"
+        return self.noun + rng
+
+    def validate(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
+        value = _scalar(node, path, ctx, self.expected())
+        if isinstance(value, bool) or not isinstance(value, self.accepts):
+            raise ctx.error(node, path, f"expected {self.expected()}, got {_describe(node)}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ctx.error(node, path, f"expected {self.expected()}, got {value}")
+        return self.accepts[0](value)
+
+
 @dataclass
-class Int(Type):
+class Int(_Number):
     doc: str = ""
     default: Any = REQUIRED
     min: int | None = None
     max: int | None = None
-
-    def expected(self) -> str:
-        rng = ""
-        if self.min is not None and self.max is not None:
-            rng = f" from {self.min} to {self.max}"
-        elif self.min is not None:
-            rng = f" >= {self.min}"
-        return "a whole number" + rng
-
-    def validate(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
-        value = _scalar(node, path, ctx, self.expected())
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.error(node, path, f"expected {self.expected()}, got {_describe(node)}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise ctx.error(node, path, f"expected {self.expected()}, got {value}")
-        return value
+    noun = "a whole number"
+    accepts = (int,)
 
 
 @dataclass
-class Float(Type):
+class Float(_Number):
     doc: str = ""
     default: Any = REQUIRED
     min: float | None = None
     max: float | None = None
-
-    def expected(self) -> str:
-        rng = ""
-        if self.min is not None and self.max is not None:
-            rng = f" from {self.min} to {self.max}"
-        elif self.min is not None:
-            rng = f" >= {self.min}"
-        return "a number" + rng
-
-    def validate(self, node: yaml.Node, path: str, ctx: Ctx) -> Any:
-        value = _scalar(node, path, ctx, self.expected())
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(node, path, f"expected {self.expected()}, got {_describe(node)}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise ctx.error(node, path, f"expected {self.expected()}, got {value}")
-        return float(value)
+    noun = "a number"
+    accepts = (float, int)
 
 
 @dataclass
