@@ -74,9 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bab import config
     from bab.daemon import Daemon
-    from bab.lmn.port import PortError
     from bab.sdnotify import Notifier, watchdog_keepalive
     from bab.status import StatusServer, StatusServerError
+    from bab.transport import TransportError
     from legacy_drivers.api import DriverNotFound
 
     with contextlib.suppress(io.UnsupportedOperation, ValueError):  # no real stderr (e.g. under pytest)
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         try:
             await daemon.run(ready=ready)
-        except (PortError, ConnectionError) as exc:
+        except (TransportError, ConnectionError) as exc:
             log.error("%s", exc)
             return 1
         except asyncio.CancelledError:
@@ -213,8 +213,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from bab.gateway.readers import default_reader
     from bab.hdlc.timing import GatewayTiming
     from bab.lmn.node import LinkNode
-    from bab.lmn.port import PortError, SerialTransport
     from bab.lmn.runner import NodeRunner
+    from bab.transport import PortTransport, TransportError
 
     setup_logging(args.log_level)
     t0 = time.monotonic()
@@ -225,12 +225,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     async def main() -> int:
         timing = GatewayTiming(broadcast_period=args.broadcast_period, check_period=args.check_period)
         gateway = SoftwareGateway(timing, reader=default_reader(say), poll_interval=args.poll_interval, report=say)
-        port = SerialTransport(args.port, args.baudrate)
+        port = PortTransport(args.port, args.baudrate)
         runner = NodeRunner(LinkNode([gateway]), port.write)
         lost: asyncio.Future = asyncio.get_running_loop().create_future()
         try:
             port.open(runner.feed, lambda exc: lost.done() or lost.set_result(exc))
-        except PortError as exc:
+        except TransportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         say(f"software gateway on {args.port} at {args.baudrate} bit/s")

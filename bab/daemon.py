@@ -18,15 +18,15 @@ from typing import Protocol
 
 from bab.config import Config
 from bab.lmn.node import LinkNode
-from bab.lmn.port import SerialTransport
 from bab.lmn.runner import NodeRunner
 from bab.meter import MeterRuntime
+from bab.transport import PortTransport
 
 log = logging.getLogger("bab.daemon")
 
 
 class Link(Protocol):
-    """A byte link towards the gateway (SerialTransport, or a virtual bus port)."""
+    """A byte link towards the gateway (PortTransport, or a virtual bus port)."""
 
     def open(self, on_data: Callable[[bytes], None], on_lost: Callable[[Exception | None], None] | None = None
              ) -> None: ...
@@ -62,7 +62,7 @@ class Daemon:
         """Run until cancelled or the LMN port is lost (then raise the port error)."""
         if not self.meters:
             self.build()
-        link = link or SerialTransport(self.config.lmn.port, self.config.lmn.baudrate, rs485=self.config.lmn.rs485)
+        link = link or PortTransport(self.config.lmn.port, self.config.lmn.baudrate, rs485=self.config.lmn.rs485)
         node = LinkNode([m.station for m in self.meters])
         runner = NodeRunner(node, link.write, on_step=self._on_step)
         self.runner = runner

@@ -19,8 +19,8 @@ from bab.gateway.app import SoftwareGateway
 from bab.hdlc.timing import GatewayTiming
 from bab.lmn.hub import serve_bus
 from bab.lmn.node import LinkNode
-from bab.lmn.port import SerialTransport
 from bab.lmn.runner import NodeRunner
+from bab.transport import PortTransport
 
 FAST = GatewayTiming(broadcast_period=1.0, broadcast_period_empty=0.3, check_period=1.0)
 
@@ -42,7 +42,7 @@ class Gateway:
     def __init__(self, url: str) -> None:
         self.lines: list[str] = []
         self.app = SoftwareGateway(FAST, report=self.lines.append)
-        self.port = SerialTransport(url)
+        self.port = PortTransport(url)
         self.runner = NodeRunner(LinkNode([self.app]), self.port.write)
         self.port.open(self.runner.feed)
         self.task = asyncio.create_task(self.runner.run())

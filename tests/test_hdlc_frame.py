@@ -77,7 +77,7 @@ def test_builders_match_spec_examples():
     assert encode_frame(0x01, 1, 0x3A, 1, DM).hex().upper() == "7EA009020374031F7F5E7E"
     assert encode_frame(0x3A, 1, 0x01, 1, DISC).hex().upper() == "7EA00974030203537DAE7E"
     assert encode_frame(0x3A, 1, 0x01, 1, control_rr(0)).hex().upper() == "7EA00974030203116BCF7E"
-    assert encode_frame(0x3A, 1, 0x01, 1, control_i(0, 0), b"ABC").hex().upper() == "7EA00E7403020310" "33C2414243" "94967E"
+    assert encode_frame(0x3A, 1, 0x01, 1, control_i(0, 0), b"ABC").hex().upper() == "7EA00E740302031033C241424394967E"
     assert encode_frame(0x7F, 1, 0x01, 1, UI).hex().upper() == "7EA009FE030203138 42A7E".replace(" ", "")
 
 

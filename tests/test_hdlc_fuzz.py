@@ -14,8 +14,8 @@ from lmn_helpers import RequestClient, meter
 
 from bab.hdlc.frame import GATEWAY_ADDRESS, Frame, control_i, control_rr
 from bab.hdlc.primary import GatewayStation
-from bab.hdlc.record import ParticipantRecord, encode_records
 from bab.hdlc.receiver import FrameReceiver
+from bab.hdlc.record import ParticipantRecord, encode_records
 from bab.hdlc.secondary import StationState
 from bab.lmn.node import LinkNode
 
