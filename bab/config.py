@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bab.hdlc.timing import GatewayTiming, MeterTiming, SlotTiming
+from bab.mapping import ReadingMap
 from bab.meter_id import MeterId
-from bab.schema import Bool, ConfigError, Custom, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
+from bab.obis import Obis
+from bab.schema import Bool, ConfigError, Custom, DictOf, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
 from legacy_drivers.api import DriverNotFound, available_drivers
 
 
@@ -27,6 +29,14 @@ def _driver_options(type_name: str) -> dict[str, Type] | None:
 
 def _meter_id(value: Any) -> MeterId:
     return MeterId.parse(str(value))
+
+
+def _obis(value: Any) -> Obis:
+    return Obis.parse(str(value))
+
+
+def _obis_sum(value: Any) -> tuple[Obis, ...]:
+    return tuple(Obis.parse(part) for part in str(value).split("+"))
 
 
 TIMING = Map(
@@ -71,6 +81,12 @@ METER = Map(
         "id": Custom(convert=_meter_id, what="a DIN 43863-5 meter ID such as '1BAB0012345678'",
                      doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),
         "driver": DRIVER,
+        "map": DictOf(key=Custom(convert=_obis, what="an OBIS code"),
+                      value=Custom(convert=_obis_sum, what="an OBIS code or a sum 'A + B'"),
+                      doc="LMN object <- legacy value(s); defaults: 1.8.0/2.8.0 from the tariff sum, 16.7.0 from "
+                          "1.7.0 or the phase sum (bab/mapping.py)", default=dict),
+        "serve": Nullable(ListOf(Custom(convert=_obis, what="an OBIS code")),
+                          doc="the OBIS codes served (null: everything the driver delivers)", default=None),
     },
 )
 
@@ -92,6 +108,7 @@ class MeterConfig:
     id: MeterId
     driver_type: str
     driver_options: dict[str, Any]
+    mapping: ReadingMap = field(default_factory=ReadingMap)
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
     meters = []
     for m in raw["meters"]:
         opts = dict(m["driver"])
-        meters.append(MeterConfig(m["id"], opts.pop("type"), opts))
+        serve = frozenset(m["serve"]) if m["serve"] is not None else None
+        meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve)))
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
 
 

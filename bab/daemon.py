@@ -19,6 +19,7 @@ from typing import Protocol
 from bab.config import Config
 from bab.lmn.node import LinkNode
 from bab.lmn.runner import NodeRunner
+from bab.mapping import MappedSink
 from bab.meter import MeterRuntime
 from bab.transport import PortTransport
 
@@ -106,7 +107,7 @@ class Daemon:
         delay = 1.0
         while True:
             try:
-                await m.driver.run(m.values)
+                await m.driver.run(MappedSink(m.values, m.config.mapping))
                 return
             except asyncio.CancelledError:
                 raise

@@ -13,30 +13,21 @@ readout or when a ``required`` register is missing; ``stale`` after ``stale_afte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bab.obis import Obis
-from bab.reading import Reading
 from bab.schema import Bool, Custom, Float, Int, ListOf, Str
-from bab.transport import StreamTransport, TransportError, TransportLost
+from bab.transport import StreamTransport
 
-from ..api import Driver, DriverContext, Health, ReadingSink
-from ..hotplug import Attached, HeadIdentity, HotplugMonitor
+from ..api import DriverContext, ReadingSink
+from ..hotplug import HotplugMonitor
+from ..serial_driver import SERIAL_OPTIONS, SerialDriver, TransportFactory
 from .dataset import parse_readout
 from .protocol import BAUD_C, ChangeBaud, CycleFailed, D0Client, D0Config, D0Mode, Dropped, Event, Readout, Transmit
 
 log = logging.getLogger(__name__)
-
-TransportFactory = Callable[[str, int], Any]  # (port, baudrate) -> object with StreamTransport's interface
-
-
-def _obis(value: Any) -> Obis:
-    return Obis.parse(str(value))
 
 
 def _baud_char(allowed: str) -> Callable[[Any], str]:
@@ -48,12 +39,13 @@ def _baud_char(allowed: str) -> Callable[[Any], str]:
     return convert
 
 
-class D0Driver(Driver):
+class D0Driver(SerialDriver):
     """IEC 62056-21 meter on an optical head (or any serial/URL transport)."""
 
+    name = "D0"
+
     options_schema = {
-        "port": Str(doc="device path, /dev/serial/by-id/... path, usb:VID:PID[:SERIAL] or pyserial URL",
-                    example="/dev/serial/by-id/usb-FTDI_FT230X_Basic_UART_D30A1B2C-if00-port0"),
+        **SERIAL_OPTIONS,
         "mode": Str(doc="IEC 62056-21 protocol mode (B and C negotiate by the meter's baud character)",
                     choices=("A", "B", "C", "D"), default="C"),
         "address": Str(doc="device address in the sign-on /?address! (empty: any meter)", default=""),
@@ -77,14 +69,8 @@ class D0Driver(Driver):
         "password": Str(doc="P1 password/PIN (mode C programming mode, then R1 reads)", default=None),
         "password_registers": ListOf(item=Str(), doc="registers read with R1 after the password",
                                      default=lambda: ["1.8.0", "2.8.0"]),
-        "required": ListOf(item=Custom(convert=_obis, what="an OBIS code"),
-                           doc="registers whose absence makes the health 'reduced data set'",
-                           default=lambda: [Obis(1, 0, 1, 8, 0)]),
-        "stale_after": Int(doc="missed readouts in a row before the health is 'stale'", default=3, min=1),
         "push_timeout": Float(doc="mode D: seconds without a telegram that count as a missed readout",
                               default=10.0, min=0.5),
-        "reopen_interval": Float(doc="seconds between attempts to reopen a lost port", default=2.0, min=0.05),
-        "hotplug": Bool(doc="follow the optical head with udev (by-id or usb: ports)", default=True),
         "max_message_bytes": Int(doc="receive buffer bound; longer messages are dropped", default=16384,
                                  min=256),
     }
@@ -92,10 +78,8 @@ class D0Driver(Driver):
     def __init__(self, options: Mapping[str, Any], context: DriverContext, *,
                  transport_factory: TransportFactory | None = None,
                  hotplug: HotplugMonitor | None = None) -> None:
-        super().__init__(options, context)
-        opt = {k: t.default_value() for k, t in self.options_schema.items() if k != "port"}
-        opt.update(options)
-        self.opt = opt
+        super().__init__(options, context, transport_factory=transport_factory, hotplug=hotplug)
+        opt = self.opt
         mode = D0Mode(opt["mode"])
         baud = opt["baudrate"] or (2400 if mode is D0Mode.D else 300)
         self.config = D0Config(
@@ -106,126 +90,21 @@ class D0Driver(Driver):
             password=opt["password"], password_registers=tuple(opt["password_registers"]),
             max_message_bytes=opt["max_message_bytes"],
         )
-        self.port: str = str(options["port"])
-        self._factory = transport_factory or (lambda port, rate: StreamTransport(port, rate))
-        identity = HeadIdentity.from_port(self.port)
-        if hotplug is None and identity is not None and opt["hotplug"]:
-            hotplug = HotplugMonitor(identity)
-        self.hotplug = hotplug
         self.client = D0Client(self.config)
-        self.stats: Counter[str] = Counter()  # cycles, failures, drops (plus the protocol counters)
-        self.health: Health | None = None
-        self.last_readings: list[Reading] = []
-        self._missed = 0
-        self._reopen = asyncio.Event()
-        self._transport: Any = None
 
-    # ---- health ------------------------------------------------------------------------------------------
+    def _make_transport(self, port: str, baudrate: int) -> Any:
+        return StreamTransport(port, baudrate)  # 7E1
 
-    def _set_health(self, sink: ReadingSink, health: Health, detail: str = "") -> None:
-        if health == self.health:
-            return
-        self.health = health
-        (log.warning if health in (Health.STALE, Health.SOURCE_LOST) else log.info)(
-            "D0 %s: %s%s", self.context.meter_id, health.value, f" ({detail})" if detail else "")
-        sink.set_health(health, detail)
+    def _initial_baudrate(self) -> int:
+        return self.config.initial_baudrate
 
-    def _missed_readout(self, sink: ReadingSink, reason: str, detail: str) -> None:
-        self._missed += 1
-        self.stats["missed"] += 1
-        log.debug("D0 %s: missed readout: %s", self.context.meter_id, detail)
-        if self._missed >= self.opt["stale_after"]:
-            self._set_health(sink, Health.STALE, f"{self._missed} missed readouts, last: {reason}")
-        elif self.health in (Health.OK, Health.REDUCED):
-            self._set_health(sink, Health.REDUCED, f"missed readout: {reason}")
+    def _on_open(self) -> None:
+        self.client = D0Client(self.config)
 
     def _got_readout(self, sink: ReadingSink, readout: Readout) -> None:
         result = parse_readout(readout.data, time=time.time())
         self.stats.update(result.drops)
-        self._missed = 0
-        self.last_readings = result.readings
-        if result.readings:
-            sink.publish(result.readings)
-        present = {r.obis for r in result.readings}
-        missing = [str(o) for o in self.opt["required"] if o not in present]
-        if missing:
-            self._set_health(sink, Health.REDUCED, "missing " + ", ".join(missing))
-        else:
-            self._set_health(sink, Health.OK)
-
-    # ---- main loop ---------------------------------------------------------------------------------------
-
-    async def run(self, sink: ReadingSink) -> None:
-        self._set_health(sink, Health.STARTING)
-        watcher = asyncio.create_task(self._watch_hotplug()) if self.hotplug else None
-        try:
-            while True:
-                transport = await self._open(sink)
-                if transport is None:
-                    await self._wait_reopen()
-                    continue
-                self._transport = transport
-                try:
-                    await self._serve(transport, sink)
-                except TransportLost as exc:
-                    self.stats["source_lost"] += 1
-                    self._set_health(sink, Health.SOURCE_LOST, str(exc))
-                except Exception:  # a bug must not end the meter's driver: log it, reopen, go on
-                    self.stats["internal_errors"] += 1
-                    log.exception("D0 %s: internal error; reopening the port", self.context.meter_id)
-                finally:
-                    self._transport = None
-                    transport.close()
-                await self._wait_reopen()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-
-    def _resolve_port(self) -> str | None:
-        node = self.hotplug.find() if self.hotplug else None  # also tells the tracker where the head is
-        if self.port.startswith("usb:"):
-            return node
-        return self.port
-
-    async def _open(self, sink: ReadingSink) -> Any:
-        port = self._resolve_port()
-        if port is None:
-            self._set_health(sink, Health.SOURCE_LOST, f"optical head {self.port} not present")
-            return None
-        transport = self._factory(port, self.config.initial_baudrate)
-        try:
-            await transport.open()
-        except (TransportError, OSError) as exc:
-            self._set_health(sink, Health.SOURCE_LOST, str(exc))
-            return None
-        if self.health is Health.SOURCE_LOST:
-            log.info("D0 %s: port %s reopened", self.context.meter_id, port)
-            self._missed = 0
-            self.health = None  # the next readout reports ok/reduced again
-            self._set_health(sink, Health.STARTING, "port reopened")
-        self.client = D0Client(self.config)
-        return transport
-
-    async def _wait_reopen(self) -> None:
-        """Wait ``reopen_interval`` or until a hot-plug attach (one that came early is not lost)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reopen.wait(), self.opt["reopen_interval"])
-        self._reopen.clear()
-
-    async def _watch_hotplug(self) -> None:
-        assert self.hotplug is not None
-        try:
-            async for change in self.hotplug.changes():
-                if isinstance(change, Attached):
-                    log.info("D0 %s: optical head %s attached at %s", self.context.meter_id, self.hotplug.identity,
-                             change.device_node)
-                    self._reopen.set()
-                elif self._transport is not None:
-                    self._transport.abort("optical head unplugged")
-        except Exception as exc:  # no netlink socket (container): fall back to periodic reopening
-            log.info("D0 %s: hot-plug events unavailable (%s); reopening by polling", self.context.meter_id, exc)
+        self._publish(sink, result.readings)
 
     async def _do(self, transport: Any, events: Sequence[Event], sink: ReadingSink) -> None:
         for ev in events:
