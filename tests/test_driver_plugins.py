@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from decimal import Decimal
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from bab import config
