@@ -81,6 +81,7 @@ class Daemon:
         for m in self.meters:
             self._tasks.append(asyncio.create_task(self._run_driver(m), name=f"driver {m.meter_id}"))
         self._tasks.append(asyncio.create_task(runner.run(), name="lmn"))
+        self._tasks.append(asyncio.create_task(self._tick(), name="meter clocks"))
         if ready is not None:
             ready()
         try:
@@ -95,10 +96,23 @@ class Daemon:
                     await t
             # A secondary cannot send DISC on its own in normal response mode: the open connections are closed
             # locally (their upper layers flush their state) and the gateway hears the meter fall silent.
+            now = loop.time()
             for m in self.meters:
                 m.station.disconnect("BAB shutting down")
                 m.handle_events()
+                m.sml.model.shutdown(now)  # the exact seconds index, so a restart resumes without a gap
             link.close()
+
+    async def _tick(self) -> None:
+        """Once a second: each meter's seconds index persistence and 15-minute profile capture."""
+        loop = asyncio.get_running_loop()
+        while True:
+            for m in self.meters:
+                try:
+                    m.sml.model.tick(loop.time(), time.time())
+                except OSError as exc:
+                    log.error("%s: cannot persist meter state: %s", m.meter_id, exc)
+            await asyncio.sleep(1.0)
 
     async def _run_driver(self, m: MeterRuntime) -> None:
         """Run a driver; a crash is logged and the driver restarted after a pause, never taking BAB down."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bab.config import LmnConfig, MeterConfig
 from bab.hdlc import events as ev
+from bab.hdlc.frame import Selector
 from bab.hdlc.secondary import MeterStation
 from bab.hdlc.upper import ServerLayer
 from bab.persist import read_json, write_json
@@ -47,6 +48,10 @@ class MeterRuntime:
         )
         self.driver: Driver = driver_class(config.driver_type)(
             config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
+        from bab.sml.server import sml_service
+
+        self.sml = sml_service(self)  # the COSEM model of this meter and its SML server per connection
+        self.services[Selector.SML_COSEM] = self.sml
 
     def _load_link_state(self) -> dict:
         try:

@@ -158,6 +158,10 @@ def test_demo_shows_registration(args):
     proc = subprocess.run([sys.executable, "-m", "bab.cli", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "registered at address" in proc.stdout
+    # The gateway reads the simulated meter's values over SML/COSEM, and the advancing register moves.
+    values = [line.split(" = ")[1] for line in proc.stdout.splitlines() if "1-0:1.8.0*255 = " in line]
+    assert len(values) >= 2 and values[0].startswith("12345.678") and values[-1] > values[0], proc.stdout
+    assert "1-0:16.7.0*255 = 432.1 W" in proc.stdout and "1-0:96.1.0*255 = 1BAB0012345678" in proc.stdout
 
 
 async def test_bab_gateway_command_finds_a_bab_process(tmp_path):
