@@ -188,7 +188,9 @@ config_is_example() {
 }
 
 do_install() {
-    [ -f "$SRC/pyproject.toml" ] && [ -d "$SRC/bab" ] || die "$SRC is not a BAB checkout (use --source DIR)"
+    if [ ! -f "$SRC/pyproject.toml" ] || [ ! -d "$SRC/bab" ]; then
+        die "$SRC is not a BAB checkout (use --source DIR)"
+    fi
     log "installing BAB from $SRC into ${ROOT:-/}"
     install_apt_packages
     create_user
