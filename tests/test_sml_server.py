@@ -3,6 +3,8 @@ several files per connection, the connection usable after errors."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from test_sml_server_support import OTHER_SID, SID, attentions, exchange, kinds, make_model, make_server, request
 
@@ -372,3 +374,21 @@ def test_set_answer_matches_the_vector_attention(tmp_path, shared_vectors):
     ref = decode_sml(vector(shared_vectors, "SML Attention FD00 (OK)"))
     assert kinds(mine) == kinds(ref) == ["PublicOpenRes", "AttentionRes", "PublicCloseRes"]
     assert mine.messages[1].body == ref.messages[1].body
+
+
+def test_reader_full_list_reports_every_register(tmp_path):
+    """`bab gateway` prints every register of a meter: the GetList brings what is not asked one by one."""
+    from bab.reading import Reading
+    from bab.sml.client import SmlClient
+
+    model = make_model(tmp_path)
+    model.values.publish([Reading.from_text("1-0:32.7.0", "231.4", "V"), Reading.from_text("1-0:1.8.1", "7.5", "kWh")])
+    server = SmlServer(model)
+    client = SmlClient.read_objects(SID, full_list=True)
+    server.data_received(client.data_to_send(100000))
+    while chunk := server.data_to_send(2036):
+        client.data_received(chunk)
+    got = {str(r.obis): r.decimal for r in client.result.readings}
+    assert got["1-0:32.7.0*255"] == Decimal("231.4") and got["1-0:1.8.1*255"] == Decimal("7500.0")
+    assert got["1-0:1.8.0*255"] == Decimal("12345678")
+    assert client.result.ok

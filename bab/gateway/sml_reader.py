@@ -50,8 +50,10 @@ class SmlReader:
     """Reads every participant on each poll and reports what it read; ``results`` keeps the latest per meter."""
 
     def __init__(self, report: Callable[[str], None], *, objects: Sequence[ObjectRequest] = DEFAULT_OBJECTS,
-                 selector: int = SML_COSEM, on_result: Callable[[SmlResult], None] | None = None) -> None:
+                 selector: int = SML_COSEM, on_result: Callable[[SmlResult], None] | None = None,
+                 full_list: bool = True) -> None:
         self.report = report
+        self.full_list = full_list  # also read the meter's GetList, so every register it has is printed
         self.objects = tuple(objects)
         self.selector = selector
         self.on_result = on_result
@@ -74,7 +76,7 @@ class SmlReader:
                 participant.server_id, name, value, attribute,
                 on_done=lambda result: self._written(name, attribute, result)))
         return PollJob(self.selector, SmlClient.read_objects(participant.server_id, self.objects,
-                                                             on_done=self._done))
+                                                             full_list=self.full_list, on_done=self._done))
 
     def _written(self, name: ObjectName, attribute: int, result: SmlResult) -> None:
         self.write_results.append((result.server_id, name, result))

@@ -32,6 +32,8 @@ from . import encode_sml
 from .attention import AttentionCode, attention_name
 from .messages import (
     AttentionRes,
+    GetListReq,
+    GetListRes,
     GetProcParameterReq,
     GetProcParameterRes,
     MessageBody,
@@ -43,6 +45,7 @@ from .messages import (
     SmlMessage,
 )
 from .quirks import Quirk
+from .readings import readings_from_get_list
 from .stream import FileDecoded, FileRejected, SmlStreamDecoder
 from .tl import Unsigned
 from .types import CosemScalerUnit, ProcParKind, ProcParValue, SecIndex, Tree
@@ -131,6 +134,12 @@ def parse_response(file: SmlFile, server_id: bytes) -> SmlResult:
             result.attentions.append(Attention(name, body.attention_no, text))
         elif type(body) is GetProcParameterRes:
             _parse_tree(body.parameter_tree, result)
+        elif type(body) is GetListRes:
+            # The meter's whole list: registers not asked for one by one are added (asked ones win).
+            known = {r.obis for r in result.readings}
+            for r in readings_from_get_list(body, quirks=Quirk.DEFAULT):
+                if r.obis not in known:
+                    result.readings.append(r)
     return result
 
 
@@ -189,9 +198,13 @@ class SmlClient:
 
     @classmethod
     def read_objects(cls, server_id: bytes, objects: Sequence[ObjectRequest] = DEFAULT_OBJECTS,
-                     **kw: object) -> SmlClient:
-        """A client that reads ``objects`` with one GetProcParameter.Req each."""
-        return cls(server_id, [o.request() for o in objects], **kw)  # type: ignore[arg-type]
+                     *, full_list: bool = False, client_id: bytes = DEFAULT_CLIENT_ID, **kw: object) -> SmlClient:
+        """A client that reads ``objects`` with one GetProcParameter.Req each (and, with ``full_list``, the
+        meter's GetList: every register it has)."""
+        requests: list[MessageBody] = [o.request() for o in objects]
+        if full_list:
+            requests.append(GetListReq(client_id=client_id, server_id=server_id))
+        return cls(server_id, requests, client_id=client_id, **kw)  # type: ignore[arg-type]
 
     @classmethod
     def set_parameter(cls, server_id: bytes, name: ObjectName | bytes, value: bool | bytes | Unsigned,
