@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ def _meter_id(value: Any) -> MeterId:
 
 def _obis(value: Any) -> Obis:
     return Obis.parse(str(value))
+
+
+def _factor(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    try:
+        f = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not f.is_finite() or f <= 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return f
 
 
 def _obis_sum(value: Any) -> tuple[Obis, ...]:
@@ -85,6 +98,10 @@ METER = Map(
                       value=Custom(convert=_obis_sum, what="an OBIS code or a sum 'A + B'"),
                       doc="LMN object <- legacy value(s); defaults: 1.8.0/2.8.0 from the tariff sum, 16.7.0 from "
                           "1.7.0 or the phase sum (bab/mapping.py)", default=dict),
+        "factor": DictOf(key=Custom(convert=_obis, what="an OBIS code"),
+                         value=Custom(convert=_factor, what="a positive number"),
+                         doc="exact multiplier of a served value (e.g. the CT ratio of a transformer meter)",
+                         default=dict),
         "serve": Nullable(ListOf(Custom(convert=_obis, what="an OBIS code")),
                           doc="the OBIS codes served (null: everything the driver delivers)", default=None),
     },
@@ -144,7 +161,7 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
     for m in raw["meters"]:
         opts = dict(m["driver"])
         serve = frozenset(m["serve"]) if m["serve"] is not None else None
-        meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve)))
+        meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"])))
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
 
 

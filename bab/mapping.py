@@ -8,7 +8,8 @@ common meters, so most users write none:
   (two-tariff meters such as EMH eHZ-GW, Holley DTZ541-ZDBA, DZG DVS-7420 "heat pump");
 * 1-0:16.7.0 missing: 1-0:1.7.0 (EMH eHZ sends the total power there), else the sum of 36/56/76.7.0.
 
-A derived value carries the statuses of its sources (ORed) and the finest scaler among them.
+A derived value carries the statuses of its sources (ORed) and the finest scaler among them. ``factor``
+multiplies a served value exactly (e.g. the current-transformer ratio of a transformer-rated meter).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from bab.obis import Obis
 from bab.reading import Reading, ReadingStatus
@@ -50,10 +52,19 @@ def sum_readings(target: Obis, parts: Sequence[Reading]) -> Reading:
     return Reading(target, value, scaler, parts[0].unit, status, min(times) if times else None)
 
 
+def scale(r: Reading, factor: Decimal) -> Reading:
+    """``r`` multiplied by ``factor``, exactly (the product's digits become mantissa and scaler)."""
+    sign, digits, exponent = (r.decimal * factor).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+    return Reading(r.obis, mantissa, exponent, r.unit, r.status, r.time)
+
+
 @dataclass
 class ReadingMap:
     explicit: Mapping[Obis, tuple[Obis, ...]] = field(default_factory=dict)
     serve: frozenset[Obis] | None = None  # None: everything the driver delivers (plus derived values)
+    factor: Mapping[Obis, Decimal] = field(default_factory=dict)  # exact multipliers of served values
     skipped: int = 0  # derivations refused (sources in different units)
 
     def apply(self, readings: Iterable[Reading]) -> list[Reading]:
@@ -72,6 +83,9 @@ class ReadingMap:
                     break
         if self.serve is not None:
             out = {k: v for k, v in out.items() if k in self.serve}
+        for obis, f in self.factor.items():
+            if obis in out:
+                out[obis] = scale(out[obis], f)
         return list(out.values())
 
 

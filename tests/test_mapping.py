@@ -51,3 +51,20 @@ meters:
 def test_units_that_do_not_add_are_not_summed():
     out = by(ReadingMap().apply([r("1-0:1.8.1", 1, 0, "Wh"), r("1-0:1.8.2", 1, 0, "varh")]))
     assert "1-0:1.8.0*255" not in out  # never an invented mixed-unit total
+
+
+def test_factor_scales_exactly_and_bad_factors_are_config_errors():
+    cfg = config.loads("""lmn: {port: x}
+meters:
+  - id: "1BAB0000000001"
+    driver: {type: simulated}
+    factor: {"1-0:1.8.0": 20, "1-0:16.7.0": 0.5}
+""")
+    out = by(cfg.meters[0].mapping.apply([r("1-0:1.8.0", 123456, -1), r("1-0:16.7.0", 1001, 0, "W")]))
+    assert out["1-0:1.8.0*255"].decimal == 246912  # 12345.6 Wh x 20
+    assert str(out["1-0:16.7.0*255"].decimal) == "500.5"
+    import pytest
+
+    with pytest.raises(config.ConfigError, match="positive"):
+        config.loads('lmn: {port: x}\nmeters:\n  - id: "1BAB0000000001"\n    driver: {type: simulated}\n'
+                     '    factor: {"1-0:1.8.0": -2}\n')
