@@ -89,6 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or cfg.log_level)
     notifier = Notifier()
 
+    from bab.security import startup_problems
+
+    problems = startup_problems(cfg)
+    for p in problems:
+        log.error("refusing to start: %s", p)
+    if problems:
+        return EX_CONFIG
+
     async def main() -> int:
         daemon = Daemon(cfg)
         try:
@@ -315,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("action", choices=["check", "reference"])
     cfg.add_argument("file", nargs="?")
     cfg.set_defaults(func=cmd_config)
+
+    from bab.keys_cli import add_keys_parser
+
+    add_keys_parser(sub)
 
     bus = sub.add_parser("bus", help="a virtual RS-485 bus over TCP for several processes (tests, labs)")
     bus.add_argument("--listen", default="127.0.0.1:7485", help="HOST:PORT (port 0 picks a free one)")

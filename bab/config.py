@@ -18,6 +18,7 @@ from bab.mapping import ReadingMap
 from bab.meter_id import MeterId
 from bab.obis import Obis
 from bab.schema import Bool, ConfigError, Custom, DictOf, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
+from bab.security import TLS, TlsOptions
 from legacy_drivers.api import DriverNotFound, available_drivers
 
 
@@ -94,6 +95,7 @@ METER = Map(
         "id": Custom(convert=_meter_id, what="a DIN 43863-5 meter ID such as '1BAB0012345678'",
                      doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),
         "driver": DRIVER,
+        "tls": TLS,
         "map": DictOf(key=Custom(convert=_obis, what="an OBIS code"),
                       value=Custom(convert=_obis_sum, what="an OBIS code or a sum 'A + B'"),
                       doc="LMN object <- legacy value(s); defaults: 1.8.0/2.8.0 from the tariff sum, 16.7.0 from "
@@ -126,6 +128,7 @@ class MeterConfig:
     driver_type: str
     driver_options: dict[str, Any]
     mapping: ReadingMap = field(default_factory=ReadingMap)
+    tls: TlsOptions = field(default_factory=TlsOptions)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
     for m in raw["meters"]:
         opts = dict(m["driver"])
         serve = frozenset(m["serve"]) if m["serve"] is not None else None
-        meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"])))
+        meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"]),
+                                  TlsOptions.from_mapping(m["tls"])))
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
 
 

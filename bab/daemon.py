@@ -152,7 +152,7 @@ class Daemon:
                 "id": m.meter_id,
                 "lmn": {
                     "state": st.state.value, "address": st.address, "selector": st.connected_selector,
-                    "paired": m.paired, "tls_up": m.tls_up,
+                    "paired": m.security.paired, "tls_up": m.security.tls_up,
                     "last_request_age_s": None if st.last_request is None else round(now - st.last_request, 3),
                 },
                 "driver": {"type": m.config.driver_type, "health": m.values.health.value,

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from bab.config import LmnConfig, MeterConfig
 from bab.hdlc import events as ev
-from bab.hdlc.frame import Selector
 from bab.hdlc.secondary import MeterStation
 from bab.hdlc.upper import ServerLayer
 from bab.persist import read_json, write_json
+from bab.security import MeterSecurity
+from bab.sml.server import sml_service
+from bab.tls.hdlc_layer import shared_executor
 from bab.values import ValueStore
 from legacy_drivers.api import Driver, DriverContext, driver_class
 
@@ -37,8 +39,6 @@ class MeterRuntime:
         self.values = ValueStore(self.meter_id, clock=clock)
         self.services: dict[int, ServiceFactory] = {}
         self.counters: dict[str, int] = {}  # error counters for `bab status` (driver, TLS, SYM failures)
-        self.paired = False  # set by the pairing layer
-        self.tls_up = False  # set by the TLS layer
         self._link_file = self.state_dir / "link.json"
         link_state = self._load_link_state()
         self._saved_address: int | None = link_state.get("address")
@@ -48,10 +48,24 @@ class MeterRuntime:
         )
         self.driver: Driver = driver_class(config.driver_type)(
             config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
-        from bab.sml.server import sml_service
-
         self.sml = sml_service(self)  # the COSEM model of this meter and its SML server per connection
-        self.services[Selector.SML_COSEM] = self.sml
+        # Security decides, at every SNRM, which selectors are served: plain SML/COSEM (3) while unpaired,
+        # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
+        self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
+                                      counters=self.counters, executor=shared_executor())
+        self.services.update(self.security.services(self.sml))
+        self.sml.model.crypto_reset_hook = self._crypto_reset
+
+    def _crypto_reset(self) -> bool:
+        """COSEM 1-0:94.49.0*7 = TRUE: only over the authenticated channel (an established TLS session)."""
+        if not self.security.tls_up:
+            log.warning("%s: crypto-reset refused outside TLS", self.meter_id,
+                        extra={"meter_id": self.meter_id, "layer": "cosem"})
+            return False
+        self.security.crypto_reset()
+        log.info("%s: crypto-reset: back to the initial key, pairing forgotten", self.meter_id,
+                 extra={"meter_id": self.meter_id, "layer": "sym"})
+        return True
 
     def _load_link_state(self) -> dict:
         try:
