@@ -173,7 +173,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bus = AsyncBus()
         daemon = Daemon(cfg)
         daemon.build()
-        gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=default_reader(say),
+        reader = default_reader(say)
+        if not args.plain:
+            from bab.tls import wolfssl_binding
+
+            if wolfssl_binding.available():
+                # Commissioning as a gateway does it: the meter's master key is known to the gateway, which
+                # pairs it (SYM, selector 6) and from then on reads it through TLS (selector 1).
+                from bab.gateway.readers import secure_reader
+                from bab.gateway.security import GatewaySecurity
+
+                mk = os.urandom(16)
+                for m in daemon.meters:
+                    m.security.store.set_master_key(mk)
+                reader = secure_reader(say, GatewaySecurity(state / "gateway"),
+                                       {m.server_id: mk for m in daemon.meters})
+            else:
+                print("(wolfSSL binding not built: reading in plain SML; run deploy/setup.sh to build it)")
+        gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=reader,
                                   poll_interval=args.poll_interval, report=say)
         gw_runner = NodeRunner(LinkNode([gateway]), lambda data: gw_port.write(data))
         gw_port = bus.attach("gateway", gw_runner.feed)
@@ -218,7 +235,6 @@ class _BusLink:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from bab.gateway.app import SoftwareGateway
-    from bab.gateway.readers import default_reader
     from bab.hdlc.timing import GatewayTiming
     from bab.lmn.node import LinkNode
     from bab.lmn.runner import NodeRunner
@@ -230,9 +246,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:8.2f}s] {text}", flush=True)
 
+    try:
+        reader = _gateway_reader(args, say)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     async def main() -> int:
         timing = GatewayTiming(broadcast_period=args.broadcast_period, check_period=args.check_period)
-        gateway = SoftwareGateway(timing, reader=default_reader(say), poll_interval=args.poll_interval, report=say)
+        gateway = SoftwareGateway(timing, reader=reader, poll_interval=args.poll_interval, report=say)
         port = PortTransport(args.port, args.baudrate)
         runner = NodeRunner(LinkNode([gateway]), port.write)
         lost: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -258,6 +280,26 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             port.close()
 
     return _run_async(main)
+
+
+def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None]):  # type: ignore[no-untyped-def]
+    """The reader of `bab gateway`: plain SML, or pairing + TLS for meters whose master key is given."""
+    from bab.gateway.readers import default_reader, secure_reader
+    from bab.meter_id import MeterId
+    from bab.sym import read_master_key
+
+    if not args.master_key and not args.crypto_reset:
+        return default_reader(say)
+    from bab.gateway.security import GatewaySecurity
+
+    keys = {}
+    for item in args.master_key:
+        meter, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--master-key takes METER_ID=FILE, got {item!r}")
+        keys[MeterId.parse(meter).server_id] = read_master_key(path)
+    resets = [MeterId.parse(m).server_id for m in args.crypto_reset]
+    return secure_reader(say, GatewaySecurity(args.state_dir), keys, resets)
 
 
 # --- bab bus ------------------------------------------------------------------------------------------------
@@ -306,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="adapter + software gateway + simulated meter on an in-memory bus")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     demo.add_argument("--poll-interval", type=float, default=2.0)
+    demo.add_argument("--plain", action="store_true", help="no pairing/TLS: read over plain SML (selector 3)")
     demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(func=cmd_demo)
 
@@ -315,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--poll-interval", type=float, default=5.0)
     gw.add_argument("--broadcast-period", type=float, default=14.0)
     gw.add_argument("--check-period", type=float, default=15.0)
+    gw.add_argument("--master-key", action="append", default=[], metavar="METER_ID=FILE",
+                    help="pair this meter with its master key (read from FILE), then read it over TLS")
+    gw.add_argument("--crypto-reset", action="append", default=[], metavar="METER_ID",
+                    help="send a crypto-reset (over TLS) to this paired meter once")
+    gw.add_argument("--state-dir", default=os.path.expanduser("~/.local/state/bab-gateway"),
+                    help="the gateway's TLS key/certificate and the certificates of paired meters")
     gw.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     gw.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     gw.set_defaults(func=cmd_gateway)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from concurrent.futures import Executor
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,8 @@ ServiceFactory = Callable[[], ServerLayer | None]
 class MeterRuntime:
     def __init__(self, config: MeterConfig, lmn: LmnConfig, state_dir: Path, *,
                  clock: Callable[[], float], rng: random.Random | None = None,
-                 siblings: Callable[[], list[MeterStation]] | None = None) -> None:
+                 siblings: Callable[[], list[MeterStation]] | None = None,
+                 executor: Executor | None = None) -> None:
         self.config = config
         self.meter_id = str(config.id)
         self.server_id = config.id.server_id
@@ -52,7 +54,7 @@ class MeterRuntime:
         # Security decides, at every SNRM, which selectors are served: plain SML/COSEM (3) while unpaired,
         # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
-                                      counters=self.counters, executor=shared_executor())
+                                      counters=self.counters, executor=executor or shared_executor())
         self.services.update(self.security.services(self.sml))
         self.sml.model.crypto_reset_hook = self._crypto_reset
 

@@ -180,3 +180,51 @@ async def test_bab_gateway_command_finds_a_bab_process(tmp_path):
         server.close()
     assert gw.returncode == 0, out
     assert "participant 1BAB0000000011 registered at address" in out
+
+
+async def test_gateway_pairs_reads_over_tls_and_crypto_resets(tmp_path):
+    """The lab tools as processes: `bab keys set-master-key` (stdin), `bab gateway --master-key` pairs the meter
+    and reads it over TLS, `bab gateway --crypto-reset` resets it; `bab keys show` then reports it unpaired."""
+    import json
+
+    from bab.tls import wolfssl_binding
+
+    if not wolfssl_binding.available():
+        pytest.skip("wolfSSL binding not built")
+    server = await serve_bus("127.0.0.1", 0)
+    url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    meter = "1BAB0000000012"
+    cfg = write_config(tmp_path / "m.yaml", url, [meter], tmp_path / "state")
+    mk_hex = "00112233445566778899aabbccddeeff"
+    (tmp_path / "mk.hex").write_text(mk_hex + "\n")
+    keys = subprocess.run([sys.executable, "-m", "bab.cli", "keys", "-c", str(cfg), "set-master-key", "--meter",
+                           meter, "-"], input=mk_hex, capture_output=True, text=True, timeout=30)
+    assert keys.returncode == 0, keys.stderr
+    assert mk_hex not in keys.stdout + keys.stderr  # never echoed
+    bab = start_bab(cfg)
+    loop = asyncio.get_running_loop()
+
+    def gateway(*extra: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "bab.cli", "gateway", "--port", url, "--duration", "8",
+                               "--broadcast-period", "1", "--check-period", "1", "--poll-interval", "1",
+                               "--state-dir", str(tmp_path / "gw"), *extra], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    try:
+        out = await loop.run_in_executor(None, gateway, "--master-key", f"{meter}={tmp_path / 'mk.hex'}")
+        assert f"{meter} paired (SYM, selector 6)" in out, out
+        assert f"{meter} TLS 1.2 session on selector 1" in out and f"{meter} 1-0:1.8.0*255 = " in out, out
+        out = await loop.run_in_executor(None, gateway, "--crypto-reset", meter)
+        assert f"{meter} crypto-reset done: meter unpaired" in out, out
+    finally:
+        log = stop(bab)
+        server.close()
+    show = subprocess.run([sys.executable, "-m", "bab.cli", "keys", "-c", str(cfg), "show", "--json"],
+                          capture_output=True, text=True, timeout=30)
+    assert show.returncode == 0, show.stderr
+    doc = json.loads(show.stdout)
+    assert mk_hex not in show.stdout + log
+    (entry,) = doc
+    assert entry["paired"] is False, entry

@@ -1,25 +1,73 @@
 """Readers: what the software gateway does with each participant when it polls it.
 
-The default reader reads the base meter objects over SML/COSEM (selector 3 while unpaired) when the SML client
-is available, and reports each value.
+* :func:`default_reader`: read the base-meter objects and the meter's whole list over plain SML/COSEM
+  (selector 3, an unpaired meter).
+* :func:`secure_reader`: what an SMGW does with a base meter it commissions. A meter whose master key it holds
+  is paired first (SYM, selector 6; the meter's certificate is stored), after that it is read through TLS
+  (selector 1); a crypto-reset asked for is sent as SetProcParameter 1-0:94.49.0*7 = TRUE over TLS. Meters it
+  neither paired nor holds a key for are read in plain SML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
+from bab.cosem.base_meter import CRYPTO_RESET
+from bab.cosem.objects import CosemClass, ObjectName
 from bab.hdlc.primary import Participant
 
-from .app import PollJob, Reader
+from .app import PollJob, Reader, describe
 
 
-def default_reader(report: Callable[[str], None]) -> Reader | None:
-    try:
-        from bab.gateway.sml_reader import SmlReader
-    except ImportError:
-        return None
+def default_reader(report: Callable[[str], None]) -> Reader:
+    from bab.gateway.sml_reader import SmlReader
+
     return SmlReader(report)
 
 
-def no_reader(participant: Participant) -> PollJob | None:
-    return None
+def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[bytes, bytes] | None = None,
+                  resets: Iterable[bytes] = ()) -> Reader:  # type: ignore[no-untyped-def]
+    """Pair (with a known master key), then read over TLS; crypto-reset the meters in ``resets`` once."""
+    from bab.gateway.sml_reader import SmlReader
+    from bab.sml.client import SmlClient
+
+    sml = SmlReader(report)
+    keys = dict(master_keys or {})
+    pending_resets = set(resets)
+    announced: set[bytes] = set()
+
+    def paired(sid: bytes):  # type: ignore[no-untyped-def]
+        def done(result) -> None:  # type: ignore[no-untyped-def]
+            if result.ok:
+                report(f"{describe(sid)} paired (SYM, selector 6); reading it over TLS (selector 1) from now on")
+            else:
+                report(f"{describe(sid)} pairing failed: {result.reason}")
+        return done
+
+    def reset_done(sid: bytes, client: SmlClient) -> Callable[[object], bool]:
+        def confirm(inner: object) -> bool:
+            ok = client.result is not None and client.result.ok
+            report(f"{describe(sid)} crypto-reset {'done: meter unpaired' if ok else 'refused'}")
+            return ok
+        return confirm
+
+    def read(p: Participant) -> PollJob | None:
+        sid = p.server_id
+        if security.meter_certificate(sid) is not None:
+            if sid in pending_resets:
+                pending_resets.discard(sid)
+                keys.pop(sid, None)  # do not pair it straight back
+                client = SmlClient.set_parameter(sid, ObjectName(CRYPTO_RESET, CosemClass.DATA), True)
+                return security.crypto_reset_job(sid, lambda: client, confirm=reset_done(sid, client))
+            job = sml(p)
+            if job is None:
+                return None
+            if sid not in announced:
+                announced.add(sid)
+                report(f"{describe(sid)} TLS 1.2 session on selector 1")
+            return security.tls_job(sid, job.layer)
+        if sid in keys:
+            return security.pairing_job(sid, keys[sid], on_result=paired(sid))
+        return sml(p)
+
+    return read
