@@ -153,7 +153,7 @@ def test_bab_run_reports_a_missing_port(tmp_path):
     assert "cannot open" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args", [["demo", "--duration", "4"]])
+@pytest.mark.parametrize("args", [["demo", "--duration", "7"]])
 def test_demo_shows_registration(args):
     proc = subprocess.run([sys.executable, "-m", "bab.cli", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -162,6 +162,10 @@ def test_demo_shows_registration(args):
     values = [line.split(" = ")[1] for line in proc.stdout.splitlines() if "1-0:1.8.0*255 = " in line]
     assert len(values) >= 2 and values[0].startswith("12345.678") and values[-1] > values[0], proc.stdout
     assert "1-0:16.7.0*255 = 432.1 W" in proc.stdout and "1-0:96.1.0*255 = 1BAB0012345678" in proc.stdout
+    from bab.tls import wolfssl_binding
+
+    if wolfssl_binding.available():  # commissioned as a gateway does it: paired, then read through TLS
+        assert "paired (SYM, selector 6)" in proc.stdout and "TLS 1.2 session on selector 1" in proc.stdout
 
 
 async def test_bab_gateway_command_finds_a_bab_process(tmp_path):
