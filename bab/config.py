@@ -96,6 +96,12 @@ METER = Map(
                      doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),
         "driver": DRIVER,
         "tls": TLS,
+        "profile": Map(doc="the load profile served by GetProfileList (a persisted ring buffer)", default=dict,
+                       fields={
+                           "period": Int(doc="seconds between captures of the registers", default=900, min=60),
+                           "depth": Int(doc="captures kept (672 = 7 days of 15 minutes)", default=672, min=1,
+                                        max=100000),
+                       }),
         "map": DictOf(key=Custom(convert=_obis, what="an OBIS code"),
                       value=Custom(convert=_obis_sum, what="an OBIS code or a sum 'A + B'"),
                       doc="LMN object <- legacy value(s); defaults: 1.8.0/2.8.0 from the tariff sum, 16.7.0 from "
@@ -129,6 +135,8 @@ class MeterConfig:
     driver_options: dict[str, Any]
     mapping: ReadingMap = field(default_factory=ReadingMap)
     tls: TlsOptions = field(default_factory=TlsOptions)
+    profile_period: int = 900
+    profile_depth: int = 672
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         opts = dict(m["driver"])
         serve = frozenset(m["serve"]) if m["serve"] is not None else None
         meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"]),
-                                  TlsOptions.from_mapping(m["tls"])))
+                                  TlsOptions.from_mapping(m["tls"]), m["profile"]["period"], m["profile"]["depth"]))
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
 
 

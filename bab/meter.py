@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import Executor
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 from bab.config import LmnConfig, MeterConfig
+from bab.cosem.base_meter import BaseMeterModel
 from bab.hdlc import events as ev
 from bab.hdlc.secondary import MeterStation
 from bab.hdlc.upper import ServerLayer
@@ -50,7 +51,9 @@ class MeterRuntime:
         )
         self.driver: Driver = driver_class(config.driver_type)(
             config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
-        self.sml = sml_service(self)  # the COSEM model of this meter and its SML server per connection
+        # The COSEM model of this meter and its SML server per connection.
+        self.sml = sml_service(BaseMeterModel.for_runtime(self, profile_period=config.profile_period,
+                                                          profile_depth=config.profile_depth))
         # Security decides, at every SNRM, which selectors are served: plain SML/COSEM (3) while unpaired,
         # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,

@@ -117,3 +117,12 @@ def test_docs_configuration_reference_is_current():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert doc.read_text() == config.reference() + "\n"
+
+
+def test_profile_depth_and_period_reach_the_meter_model(tmp_path):
+    from bab.meter import MeterRuntime
+
+    text = GOOD + "    profile: {period: 300, depth: 12}\n"
+    cfg = config.loads(text.replace("/var/lib/bab", str(tmp_path)))
+    m = MeterRuntime(cfg.meters[0], cfg.lmn, cfg.state_dir, clock=lambda: 0.0)
+    assert (m.sml.model.profile.period, m.sml.model.profile.depth) == (300, 12)
