@@ -69,7 +69,7 @@ async def pull(baud_char: str, cycles: int, lines: int) -> dict[str, float]:
     stop = threading.Event()
     data = telegram(lines)
     meter = D0MeterSim(f"/LGZ{baud_char}\\2ZMD3104100.B21", data, reaction=METER_TR)
-    serve_fd(master, meter, stop, pace=True)
+    sim = serve_fd(master, meter, stop, pace=True)
     driver = D0Driver({"port": os.ttyname(slave), "interval": 0.0, "response_timeout": 2.0},
                       DriverContext("bench", "/tmp"))
     marks: dict[str, list[float]] = {"start": [], "change": [], "readout": []}
@@ -95,6 +95,7 @@ async def pull(baud_char: str, cycles: int, lines: int) -> dict[str, float]:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     stop.set()
+    sim.join(10)  # before the fd is closed: a new pty may reuse its number while the thread still reads it
     os.close(master)
     os.close(slave)
     rate = BAUD_C[baud_char]

@@ -213,7 +213,7 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
         time.sleep(1.5)
         hits = total = 0
         late = []
-        rounds = 100 if quick else 600
+        rounds = 100 if quick else 300
         for _ in range(rounds):
             t_end = gw.send(alloc())  # nobody listed: every meter answers, each in its own slot
             for t, f in gw.read_frames(slots.listen_window()):

@@ -69,14 +69,17 @@ def pty_meter() -> Any:
     master, slave = os.openpty()
     stop = threading.Event()
     meters: list[D0MeterSim] = []
+    threads: list[threading.Thread] = []
 
     def start(meter: D0MeterSim) -> str:
         meters.append(meter)
-        serve_fd(master, meter, stop, pace=False)
+        threads.append(serve_fd(master, meter, stop, pace=False))
         return os.ttyname(slave)
 
     yield start
     stop.set()
+    for t in threads:  # before closing: a later test's pty may reuse the fd number
+        t.join(10)
     for fd in (master, slave):
         with contextlib.suppress(OSError):
             os.close(fd)
