@@ -160,8 +160,8 @@ def test_lost_answer_is_retransmitted_not_duplicated():
     m = meter(1, seed=1, log=log)
     m.address, m.state = 0x20, StationState.REGISTERED
     m.frame_received(Frame(0x20, 3, 1, 3, 0x93), 0.0)
-    assert Frame.kind  # UA queued
-    m.transmissions_due(0.0)
+    (ua,) = m.transmissions_due(0.0)
+    assert _decode(ua.data).kind is Kind.UA
     req = Frame(0x20, 3, 1, 3, control_i(0, 0), b"\x00\x03abc")
     m.frame_received(req, 1.0)
     (first,) = m.transmissions_due(1.0)
