@@ -21,6 +21,7 @@ from bab.lmn.node import LinkNode
 from bab.lmn.runner import NodeRunner
 from bab.mapping import MappedSink
 from bab.meter import MeterRuntime
+from bab.persist import WriteBehind
 from bab.transport import PortTransport
 
 log = logging.getLogger("bab.daemon")
@@ -46,6 +47,7 @@ class Daemon:
         self.lost: asyncio.Future[Exception | None] | None = None
         self.port_open = False
         self.started = time.monotonic()
+        self.writer = WriteBehind()  # state files are fsync'ed off the event loop
         self._tasks: list[asyncio.Task] = []
 
     def build(self) -> None:
@@ -53,7 +55,8 @@ class Daemon:
         stations = lambda: [m.station for m in self.meters]  # noqa: E731
         for mc in self.config.meters:
             self.meters.append(MeterRuntime(mc, self.config.lmn, self.config.state_dir, clock=loop.time,
-                                            rng=random.Random(self.rng.random()), siblings=stations))
+                                            rng=random.Random(self.rng.random()), siblings=stations,
+                                            writer=self.writer))
 
     def _on_step(self, now: float) -> None:
         for m in self.meters:
@@ -101,6 +104,7 @@ class Daemon:
                 m.station.disconnect("BAB shutting down")
                 m.handle_events()
                 m.sml.model.shutdown(now)  # the exact seconds index, so a restart resumes without a gap
+            await asyncio.to_thread(self.writer.flush)  # every state file on disk before we exit
             link.close()
 
     async def _tick(self) -> None:

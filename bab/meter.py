@@ -7,6 +7,7 @@ a factory here; a selector without a factory, or whose factory says no, is answe
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from bab.cosem.base_meter import BaseMeterModel
 from bab.hdlc import events as ev
 from bab.hdlc.secondary import MeterStation
 from bab.hdlc.upper import ServerLayer
-from bab.persist import read_json, write_json
+from bab.persist import Writer, atomic_write, read_json
 from bab.security import MeterSecurity
 from bab.sml.server import sml_service
 from bab.tls.hdlc_layer import shared_executor
@@ -34,7 +35,7 @@ class MeterRuntime:
     def __init__(self, config: MeterConfig, lmn: LmnConfig, state_dir: Path, *,
                  clock: Callable[[], float], rng: random.Random | None = None,
                  siblings: Callable[[], list[MeterStation]] | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, writer: Writer = atomic_write) -> None:
         self.config = config
         self.meter_id = str(config.id)
         self.server_id = config.id.server_id
@@ -52,8 +53,9 @@ class MeterRuntime:
         self.driver: Driver = driver_class(config.driver_type)(
             config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
         # The COSEM model of this meter and its SML server per connection.
+        self.writer = writer  # the daemon passes a WriteBehind: no fsync on the event loop that times the slots
         self.sml = sml_service(BaseMeterModel.for_runtime(self, profile_period=config.profile_period,
-                                                          profile_depth=config.profile_depth))
+                                                          profile_depth=config.profile_depth, writer=writer))
         # Security decides, at every SNRM, which selectors are served: plain SML/COSEM (3) while unpaired,
         # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
@@ -112,6 +114,6 @@ class MeterRuntime:
             return
         self._saved_address = address
         try:
-            write_json(self._link_file, {"address": address})
+            self.writer(self._link_file, json.dumps({"address": address}).encode() + b"\n", 0o600)
         except OSError as exc:
             log.error("%s: cannot save LMN address to %s: %s", self.meter_id, self._link_file, exc)

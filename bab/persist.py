@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: How a component writes a state file: ``writer(path, data, mode)``. :func:`atomic_write` writes at once;
+#: a :class:`WriteBehind` hands the same write to a worker thread.
+Writer = Callable[[Path, bytes, int], None]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
@@ -52,3 +62,32 @@ def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: corrupt state file ({exc})") from None
+
+
+class WriteBehind:
+    """Ordered atomic writes on one worker thread: an fsync (tens of ms on an SD card) must not stall the event
+    loop that times the LMN's 10 ms broadcast slots. The caller encodes the data (a snapshot) on its own thread;
+    writes happen in submission order; :meth:`flush` waits for all of them (call it before exiting)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bab-persist")
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    def __call__(self, path: Path, data: bytes, mode: int = 0o600) -> None:
+        self._pool.submit(self._write, Path(path), bytes(data), mode)
+
+    def _write(self, path: Path, data: bytes, mode: int) -> None:
+        try:
+            atomic_write(path, data, mode)
+        except OSError as exc:
+            with self._lock:
+                self.errors += 1
+            log.error("cannot write %s: %s", path, exc)
+
+    def flush(self) -> None:
+        """Wait until every submitted write is on disk."""
+        self._pool.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -43,6 +43,7 @@ from bab.sml.tl import Integer, Unsigned
 from bab.sml.types import CosemScalerUnit, ListEntry, SecIndex
 from bab.values import ValueStore
 
+from ..persist import Writer, atomic_write
 from .objects import (
     AccessFailure,
     Attribute,
@@ -109,13 +110,14 @@ class BaseMeterModel:
     def __init__(self, server_id: bytes, values: ValueStore, state_dir: Path | str, *,
                  clock: Callable[[], float], manufacturer: bytes | None = None,
                  firmware_version: str = __version__, device_class: bytes = DEFAULT_DEVICE_CLASS,
-                 persist_every: float = 60.0, profile_period: int = 900, profile_depth: int = 96 * 7) -> None:
+                 persist_every: float = 60.0, profile_period: int = 900, profile_depth: int = 96 * 7,
+                 writer: Writer = atomic_write) -> None:
         self.server_id = bytes(server_id)
         self.values = values
         self.clock = clock
         self.state_dir = Path(state_dir)
-        self.seconds_index = SecondsIndex(self.state_dir, clock(), persist_every=persist_every)
-        self.profile = ProfileBuffer(self.state_dir, period=profile_period, depth=profile_depth)
+        self.seconds_index = SecondsIndex(self.state_dir, clock(), persist_every=persist_every, writer=writer)
+        self.profile = ProfileBuffer(self.state_dir, period=profile_period, depth=profile_depth, writer=writer)
         self.crypto_reset_hook: Callable[[], bool] | None = None
         self.crypto_resets = 0
         if manufacturer is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bab.obis import Obis
-from bab.persist import atomic_write, read_json
+from bab.persist import Writer, atomic_write, read_json
 from bab.reading import Reading
 
 log = logging.getLogger("bab.cosem.profile")
@@ -62,7 +62,9 @@ class ProfileBuffer:
     """A persisted ring buffer of period captures (newest last)."""
 
     def __init__(self, state_dir: Path | str, *, period: int = 900, depth: int = 96 * 7,
-                 objects: Iterable[Obis] = (Obis(1, 0, 1, 8, 0), Obis(1, 0, 2, 8, 0))) -> None:
+                 objects: Iterable[Obis] = (Obis(1, 0, 1, 8, 0), Obis(1, 0, 2, 8, 0)),
+                 writer: Writer = atomic_write) -> None:
+        self.writer = writer
         if period <= 0 or depth <= 0:
             raise ValueError("period and depth must be > 0")
         self.path = Path(state_dir) / PROFILE_FILE
@@ -122,7 +124,7 @@ class ProfileBuffer:
     def _save(self) -> None:
         data = {"period": self.period, "entries": [e.to_json() for e in self.entries]}
         try:
-            atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode() + b"\n")
+            self.writer(self.path, json.dumps(data, separators=(",", ":")).encode() + b"\n", 0o600)
         except OSError as exc:
             self.write_errors += 1
             log.error("profile: cannot persist %s: %s", self.path, exc)

@@ -21,10 +21,11 @@ monotonic counter, not a clock.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from bab.persist import read_json, write_json
+from bab.persist import Writer, atomic_write, read_json
 
 log = logging.getLogger("bab.cosem.seconds_index")
 
@@ -35,7 +36,8 @@ MAX_INDEX = 0xFFFFFFFF  # Unsigned32 on the wire
 class SecondsIndex:
     """A persisted monotonic seconds counter (see the module docstring)."""
 
-    def __init__(self, state_dir: Path | str, now: float, *, persist_every: float = 60.0, initial: int = 1) -> None:
+    def __init__(self, state_dir: Path | str, now: float, *, persist_every: float = 60.0, initial: int = 1,
+                 writer: Writer = atomic_write) -> None:
         if persist_every <= 0:
             raise ValueError("persist_every must be > 0")
         self.state_dir = Path(state_dir)
@@ -55,7 +57,9 @@ class SecondsIndex:
         self._start = now
         self._last = self._base
         self._last_persist = now
+        self.writer: Writer = atomic_write
         self._persist(now, clean=False)  # the new base is on disk before anything is served
+        self.writer = writer  # periodic writes may go behind (a queued write lags by milliseconds at most)
 
     def _load(self) -> tuple[int | None, bool]:
         best: tuple[int, bool] | None = None
@@ -106,7 +110,8 @@ class SecondsIndex:
     def _persist(self, now: float, *, clean: bool) -> None:
         value = self.value(now)
         try:
-            write_json(self.state_dir / _FILES[self._next_slot], {"index": value, "clean": clean})
+            data = json.dumps({"index": value, "clean": clean}, indent=1, sort_keys=True).encode() + b"\n"
+            self.writer(self.state_dir / _FILES[self._next_slot], data, 0o600)
         except OSError as exc:
             self.write_errors += 1
             log.error("seconds index: cannot persist to %s: %s", self.state_dir, exc)
