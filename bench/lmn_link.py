@@ -125,8 +125,9 @@ class PtyGateway:
         self.t_start = time.perf_counter()
         # realtime: what systemd/bab.service sets (CPUSchedulingPolicy=fifo); needs root, as the unit has.
         prefix = ["chrt", "-f", "50"] if realtime else []
+        self.log_path = tmp / f"bab{meters}.log"
         self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "bab.cli", "run", "--config", str(cfg)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=self.log_path.open("w"))
         self.rx = FrameReceiver()
 
     def send(self, data: bytes) -> float:
@@ -232,6 +233,8 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
               f"{100 * hits / expected:.2f} % ({total} arrived) (reply start after slot begin: p50 "
               f"{statistics.median(late)*1e3:.2f} ms, p99 {pct(late, 0.99)*1e3:.2f} ms)")
         print(f"5. daemon RSS, 8 meters: {gw.rss_mb():.1f} MB")
+        missed = gw.log_path.read_text().count("missed its slot")
+        print(f"   (BAB itself reported {missed} reply(s) dropped because they could not start in their slot)")
     finally:
         stop.set()
         for h in hogs:
