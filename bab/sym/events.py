@@ -3,6 +3,7 @@ every ``repr`` so events can be logged as they are."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from .profile import AlgorithmList
@@ -55,3 +56,31 @@ class PairingFailed:
 
 
 SymEvent = SaveState | MessageDropped | PairingCompleted | MeterPaired | PairingFailed
+
+
+class SymOutputs:
+    """The output side both SYM state machines share: bytes to send and events, drained by the caller.
+
+    Subclasses fill ``self._outbuf`` and ``self._events``."""
+
+    _outbuf: bytearray
+    _events: deque[SymEvent]
+
+    def _init_outputs(self) -> None:
+        self._outbuf = bytearray()
+        self._events = deque()
+
+    def data_to_send(self) -> bytes:
+        """Bytes to send to the peer; empty when there is nothing."""
+        out = bytes(self._outbuf)
+        self._outbuf.clear()
+        return out
+
+    def next_event(self) -> SymEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[SymEvent]:
+        """All pending events, oldest first."""
+        out = list(self._events)
+        self._events.clear()
+        return out

@@ -16,17 +16,16 @@ injects them; None = route (b), the meter answers CREDENTIALS with its own certi
 from __future__ import annotations
 
 import os
-from collections import deque
 
 from .credentials import check_key_pair, load_certificate
 from .errors import SymError, SymFormatError, SymUsageError
-from .events import MeterPaired, PairingFailed, SymEvent
+from .events import MeterPaired, PairingFailed, SymOutputs
 from .profile import AlgorithmList, Credentials, Direction, PairingStep, SymProfile
 from .profile2015 import Profile2015
 from .state import COUNTER_MAX, MASTER_KEY_LENGTH
 
 
-class SymGateway:
+class SymGateway(SymOutputs):
     """Gateway-side SYM state machine pairing the meter ``meter_id`` (see the module docstring)."""
 
     def __init__(
@@ -63,8 +62,7 @@ class SymGateway:
         self._outstanding: tuple[int, int] | None = None  # (command, counter)
         self._done = False
         self._inbuf = bytearray()
-        self._outbuf = bytearray()
-        self._events: deque[SymEvent] = deque()
+        self._init_outputs()
         self._profile_data: dict[str, str] = {}
         self._algorithms: AlgorithmList | None = None
         self._meter_cert: bytes | None = None
@@ -104,18 +102,8 @@ class SymGateway:
         if not self._done and self._outstanding is not None:
             self._fail("timeout")
 
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outbuf)
-        self._outbuf.clear()
-        return out
 
-    def next_event(self) -> SymEvent | None:
-        return self._events.popleft() if self._events else None
 
-    def events(self) -> list[SymEvent]:
-        out = list(self._events)
-        self._events.clear()
-        return out
 
     # -- internals -----------------------------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ about five per pairing); call it from a worker thread if that matters.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .events import SaveState, SymEvent
 from .meter import SymMeter
-from .profile import AlgorithmList, SymProfile
 from .store import SymStore
 
 log = logging.getLogger(__name__)
@@ -26,22 +26,9 @@ class PersistentSymMeter:
     The state is loaded with :meth:`SymStore.require` (no MK provisioned -> :class:`SymStoreError`).
     """
 
-    def __init__(
-        self,
-        store: SymStore,
-        meter_id: bytes,
-        *,
-        profile: SymProfile | None = None,
-        own_certificate: bytes | None = None,
-        algorithms: AlgorithmList | None = None,
-        max_fragment_length: int = 512,
-        accept_injected_key: bool = True,
-    ) -> None:
+    def __init__(self, store: SymStore, meter_id: bytes, **meter_kw: Any) -> None:
         self.store = store
-        self.meter = SymMeter(
-            store.require(), meter_id, profile=profile, own_certificate=own_certificate, algorithms=algorithms,
-            max_fragment_length=max_fragment_length, accept_injected_key=accept_injected_key,
-        )
+        self.meter = SymMeter(store.require(), meter_id, **meter_kw)
         self._events: list[SymEvent] = []
 
     def handle(self, data: bytes) -> bytes:

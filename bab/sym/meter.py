@@ -47,12 +47,12 @@ Every drop increments ``stats[reason]`` and emits :class:`MessageDropped`.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .credentials import load_certificate
 from .errors import SymError, SymFormatError, SymSequenceError, SymUsageError
-from .events import MessageDropped, PairingCompleted, PairingFailed, SaveState, SymEvent
+from .events import MessageDropped, PairingCompleted, PairingFailed, SaveState, SymOutputs
 from .profile import AlgorithmList, Credentials, Direction, PairingStep, SymMessage, SymProfile
 from .profile2015 import Profile2015
 from .state import COUNTER_MAX, PairingState
@@ -80,7 +80,7 @@ class _PendingSave:
     discard_answer: bool = False
 
 
-class SymMeter:
+class SymMeter(SymOutputs):
     """Meter-side SYM state machine for one meter (server ID ``meter_id``), starting from ``state``.
 
     ``own_certificate``: DER certificate of the meter's own (generated) TLS key, answered in route (b);
@@ -113,8 +113,7 @@ class SymMeter:
         self._max_fragment_length = max_fragment_length
         self._accept_injected_key = accept_injected_key
         self._inbuf = bytearray()
-        self._outbuf = bytearray()
-        self._events: deque[SymEvent] = deque()
+        self._init_outputs()
         self._session: _Session | None = None
         self._pending: _PendingSave | None = None
         self.stats: Counter[str] = Counter()
@@ -149,20 +148,8 @@ class SymMeter:
         self._inbuf += data
         self._process()
 
-    def data_to_send(self) -> bytes:
-        """Bytes to send to the gateway (answers); empty when there is nothing."""
-        out = bytes(self._outbuf)
-        self._outbuf.clear()
-        return out
 
-    def next_event(self) -> SymEvent | None:
-        return self._events.popleft() if self._events else None
 
-    def events(self) -> list[SymEvent]:
-        """All pending events, oldest first."""
-        out = list(self._events)
-        self._events.clear()
-        return out
 
     def state_saved(self) -> None:
         """The caller has atomically persisted the last :class:`SaveState`: release its answer."""
