@@ -185,12 +185,14 @@ def header_ok(body: bytes | memoryview) -> bool:
     return crc16_x25(body[:7]) == body[7] | (body[8] << 8)
 
 
-def parse_body(body: memoryview | bytes) -> Frame | None:
-    """Parse the bytes between the flags (length already checked); None if a CRC or address is bad."""
+def parse_body(body: memoryview | bytes, *, hcs_checked: bool = False) -> Frame | None:
+    """Parse the bytes between the flags (length already checked); None if a CRC or address is bad.
+
+    ``hcs_checked``: the caller (the stream receiver) has already verified the header CRC."""
     n = len(body)
     if crc16_x25(body[: n - 2]) != body[n - 2] | (body[n - 1] << 8):
         return None
-    if n > 9 and not header_ok(body):
+    if n > 9 and not hcs_checked and not header_ok(body):
         return None
     d_hi, d_lo, s_hi, s_lo = body[2], body[3], body[4], body[5]
     # Extension bits: 0 in the upper byte, 1 in the lower (selector) byte of each address.

@@ -104,7 +104,7 @@ class FrameReceiver:
             frame = None
             if buf[total - 1] == FLAG:
                 with memoryview(buf) as mv:
-                    frame = parse_body(mv[1 : total - 1])
+                    frame = parse_body(mv[1 : total - 1], hcs_checked=True)  # checked when the header came
             if frame is None:
                 c.bad_fcs += 1
                 del buf[:1]
