@@ -299,7 +299,11 @@ def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None]):  # ty
             raise ValueError(f"--master-key takes METER_ID=FILE, got {item!r}")
         keys[MeterId.parse(meter).server_id] = read_master_key(path)
     resets = [MeterId.parse(m).server_id for m in args.crypto_reset]
-    return secure_reader(say, GatewaySecurity(args.state_dir), keys, resets)
+    from bab.sym.profile2015 import Profile2015
+
+    profiles = {MeterId.parse(m).server_id: Profile2015(emh_bug=True) for m in args.emh_bug}
+    security = GatewaySecurity(args.state_dir, sym_profiles=profiles, inject=args.sym_route == "inject")
+    return secure_reader(say, security, keys, resets)
 
 
 # --- bab bus ------------------------------------------------------------------------------------------------
@@ -362,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pair this meter with its master key (read from FILE), then read it over TLS")
     gw.add_argument("--crypto-reset", action="append", default=[], metavar="METER_ID",
                     help="send a crypto-reset (over TLS) to this paired meter once")
+    gw.add_argument("--sym-route", choices=["inject", "meter-key"], default="inject",
+                    help="pairing: inject a key and certificate generated for the meter, as the reference gateway "
+                         "does (default), or take the meter's own certificate (BAB extension)")
+    gw.add_argument("--emh-bug", action="append", default=[], metavar="METER_ID",
+                    help="pair this meter with the 2015 EMH firmware variant of SYM (the reference's EMHBUG=1)")
     gw.add_argument("--state-dir", default=os.path.expanduser("~/.local/state/bab-gateway"),
                     help="the gateway's TLS key/certificate and the certificates of paired meters")
     gw.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")

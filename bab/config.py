@@ -19,6 +19,7 @@ from bab.meter_id import MeterId
 from bab.obis import Obis
 from bab.schema import Bool, ConfigError, Custom, DictOf, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
 from bab.security import TLS, TlsOptions
+from bab.sym.profile2015 import Profile2015
 from legacy_drivers.api import DriverNotFound, available_drivers
 
 
@@ -89,6 +90,15 @@ DRIVER = Map(
     variant_hint=lambda: "installed drivers: " + ", ".join(sorted(available_drivers())),
 )
 
+SYM = Map(
+    doc="the SYM pairing (selector 6) this meter speaks; profile 2015 as the reference gateway sends it",
+    default=dict,
+    fields={
+        "emh_bug": Bool(doc="the 2015 EMH firmware variant (the reference gateway's EMHBUG=1): swapped key codes, "
+                            "zero padding", default=False),
+    },
+)
+
 METER = Map(
     doc="one LMN participant presented to the gateway",
     fields={
@@ -96,6 +106,7 @@ METER = Map(
                      doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),
         "driver": DRIVER,
         "tls": TLS,
+        "sym": SYM,
         "profile": Map(doc="the load profile served by GetProfileList (a persisted ring buffer)", default=dict,
                        fields={
                            "period": Int(doc="seconds between captures of the registers", default=900, min=60),
@@ -137,6 +148,11 @@ class MeterConfig:
     tls: TlsOptions = field(default_factory=TlsOptions)
     profile_period: int = 900
     profile_depth: int = 672
+    sym_emh_bug: bool = False
+
+    def sym_profile(self) -> Profile2015:
+        """The SYM profile of this meter (``sym`` in the YAML)."""
+        return Profile2015(emh_bug=self.sym_emh_bug)
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         opts = dict(m["driver"])
         serve = frozenset(m["serve"]) if m["serve"] is not None else None
         meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"]),
-                                  TlsOptions.from_mapping(m["tls"]), m["profile"]["period"], m["profile"]["depth"]))
+                                  TlsOptions.from_mapping(m["tls"]), m["profile"]["period"], m["profile"]["depth"],
+                                  m["sym"]["emh_bug"]))
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
 
 

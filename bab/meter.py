@@ -59,7 +59,8 @@ class MeterRuntime:
         # Security decides, at every SNRM, which selectors are served: plain SML/COSEM (3) while unpaired,
         # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
-                                      counters=self.counters, executor=executor or shared_executor())
+                                      counters=self.counters, executor=executor or shared_executor(),
+                                      sym_profile=config.sym_profile())
         self.services.update(self.security.services(self.sml))
         self.sml.model.crypto_reset_hook = self._crypto_reset
 

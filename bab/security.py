@@ -48,6 +48,8 @@ from bab.sym.events import PairingCompleted
 from bab.sym.hdlc_layer import SymServerLayer
 from bab.sym.link import PersistentSymMeter
 from bab.sym.master_key import set_master_key
+from bab.sym.profile import SymProfile
+from bab.sym.profile2015 import Profile2015
 from bab.sym.state import PairingState
 from bab.sym.store import SymStore, sym_state_path
 from bab.tls import keys
@@ -137,8 +139,10 @@ class MeterSecurity:
         executor: Executor | None = None,
         time_source: Callable[[], dt.datetime] | None = None,
         on_change: Callable[[], None] | None = None,
+        sym_profile: SymProfile | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.sym_profile = sym_profile if sym_profile is not None else Profile2015()
         self.server_id = bytes(server_id)
         self.meter_id = meter_id
         self.options = tls or TlsOptions()
@@ -367,7 +371,7 @@ class MeterSecurity:
         identity = self.own_identity()
         assert identity is not None
         own_cert_der = keys.certificate_der(identity[1])
-        sym = PersistentSymMeter(self.store, self.server_id, own_certificate=own_cert_der)
+        sym = PersistentSymMeter(self.store, self.server_id, own_certificate=own_cert_der, profile=self.sym_profile)
         return SymServerLayer(sym, on_failure=self._sym_failed, on_paired=self._paired, name=self.meter_id,
                               executor=self._executor())
 
@@ -476,8 +480,11 @@ def check_key_permissions(securities: list[MeterSecurity]) -> list[str]:
 
 def security_for(config: Any, meter: Any, **kw: Any) -> MeterSecurity:
     """The :class:`MeterSecurity` of one configured meter (``bab.config.Config`` / ``MeterConfig``); the
-    meter's optional ``tls`` attribute holds its :class:`TlsOptions`."""
+    meter's optional ``tls`` attribute holds its :class:`TlsOptions`, its optional ``sym_profile()`` its SYM
+    profile."""
     meter_id = str(meter.id)
+    if hasattr(meter, "sym_profile"):
+        kw.setdefault("sym_profile", meter.sym_profile())
     return MeterSecurity(meter_state_dir(config.state_dir, meter_id), meter.id.server_id, meter_id,
                          getattr(meter, "tls", None), **kw)
 

@@ -66,12 +66,14 @@ def test_full_commissioning(tmp_path) -> None:
     result = link.converse(Selector.TLS_SML_COSEM, RequestClient(b"x"))
     assert isinstance(result, ev.ExchangeFailed) and result.reason == "refused (DM)"
 
-    # SYM pairing on selector 6 (route b: the meter answers with its own generated certificate)
+    # SYM pairing on selector 6 (route a, as the reference gateway does it: the gateway injects a key and a
+    # certificate it generated for the meter; the meter uses them for TLS from now on)
     conv, res = pair(link, gw)
     assert isinstance(conv, ev.ConversationDone) and res.ok, res
     own = sec.own_identity(create=False)
-    assert own is not None and own[2] == "generated"
+    assert own is not None and own[2] == "sym-injected"
     assert res.meter_cert_der == keys.certificate_der(own[1]) == gw.meter_certificate(SERVER_ID)
+    assert keys.curve_of(keys.load_certificate(own[1]).public_key()) is gw.curve
     assert sec.paired and sec.gateway_certificate() == (gw.certificate_der(), "sym-pairing")
     assert m.counters["pairings"] == 1
 
@@ -98,11 +100,13 @@ def test_full_commissioning(tmp_path) -> None:
     assert isinstance(result, ev.ExchangeFailed) and result.reason == "refused (DM)"
     gw.forget_meter(SERVER_ID)
 
-    # re-pairing with a new gateway certificate
-    gw2 = GatewaySecurity(tmp_path / "gw2", curve="brainpoolP384r1")
+    # re-pairing with a new gateway certificate, route (b) this time: the meter answers its own certificate
+    gw2 = GatewaySecurity(tmp_path / "gw2", curve="brainpoolP384r1", inject=False)
     assert gw2.certificate_der() != gw.certificate_der()
     conv, res = pair(link, gw2)
     assert res.ok and sec.gateway_certificate() == (gw2.certificate_der(), "sym-pairing")
+    own = sec.own_identity(create=False)
+    assert own is not None and own[2] == "generated" and res.meter_cert_der == keys.certificate_der(own[1])
     result, client = tls_read(link, gw2, b"new gateway")
     assert isinstance(result, ev.ConversationDone) and client.answer == b"yawetag wen"
 
@@ -125,7 +129,7 @@ def test_wrong_master_key_changes_nothing_and_meter_stays_pairable(tmp_path) -> 
     gw = GatewaySecurity(tmp_path / "gw")
     before = state_bytes(m.sec)
     conv, res = pair(m.link, gw, mk=OTHER_MK)
-    assert not res.ok and res.reason == "timeout"  # the meter never answers unauthenticated requests
+    assert not res.ok and res.reason == "refused (DM)"  # no SYM answer to unauthenticated requests: DM
     assert state_bytes(m.sec) == before and not m.sec.paired
     assert m.counters["sym_failures"] >= 1
     assert gw.meter_certificate(SERVER_ID) is None

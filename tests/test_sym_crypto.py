@@ -87,8 +87,9 @@ def _cbc_dec(key: bytes, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("mac_length", [16, 8])
-@pytest.mark.parametrize("data_len", [0, 1, 15, 16, 17, 40])
+@pytest.mark.parametrize("data_len", [0, 1, 15, 16, 17, 32, 40])
 def test_message_layout_2015(mac_length: int, data_len: int) -> None:
+    """LMN-STACK.md 13: no encrypted block for empty data, padding only up to the block boundary."""
     p = Profile2015(mac_length=mac_length)
     data = bytes(range(data_len))
     counter = 0x01020304
@@ -100,12 +101,40 @@ def test_message_layout_2015(mac_length: int, data_len: int) -> None:
     k_enc = _cmac(MK, b"\x10" + cnt + METER_ID + b"\x01")
     k_mac = _cmac(MK, b"\x11" + cnt + METER_ID + b"\x01")
     body = raw[9:-mac_length]
-    pad = 16 - data_len % 16
+    pad = -data_len % 16
     assert len(body) == data_len + pad
-    assert _cbc_dec(k_enc, body) == data + bytes([pad]) * pad
+    if data_len:
+        assert _cbc_dec(k_enc, body) == data + bytes([pad]) * pad
     assert raw[-mac_length:] == _cmac(k_mac, raw[:-mac_length])[:mac_length]
     msg = p.open(MK, METER_ID, Direction.GATEWAY_TO_METER, raw)
-    assert (msg.command, msg.counter, msg.data) == (0x03, counter, data)
+    assert (msg.command, msg.counter) == (0x03, counter)
+    assert msg.data == data + bytes([pad]) * pad  # the payload codecs strip the padding
+    p.check_tail(msg.data, data_len)
+
+
+def test_empty_message_is_25_bytes() -> None:
+    p = Profile2015()
+    raw = p.seal(MK, METER_ID, Direction.GATEWAY_TO_METER, 0x01, 0xFFFFFFFF, b"")
+    assert len(raw) == 25 and raw[:9] == bytes.fromhex("0100000019ffffffff")
+    assert p.open(MK, METER_ID, Direction.GATEWAY_TO_METER, raw).data == b""
+
+
+@pytest.mark.parametrize(("data", "end", "ok"), [
+    (b"", 0, True),
+    (bytes(16), 16, True),
+    (bytes(16), 0, False),  # a whole padding block where none belongs
+    (b"\x01" * 3 + b"\x0d" * 13, 3, True),
+    (b"\x01" * 3 + b"\x0d" * 12 + b"\x0c", 3, False),
+    (b"\x01" * 3 + b"\x0d" * 13 + b"\x10" * 16, 3, False),
+])
+def test_check_tail_2015(data: bytes, end: int, ok: bool) -> None:
+    p = Profile2015()
+    if ok:
+        p.check_tail(data, end)
+    else:
+        with pytest.raises(SymFormatError) as ei:
+            p.check_tail(data, end)
+        assert ei.value.reason == "bad_padding"
 
 
 def test_message_layout_emh_zero_padding() -> None:
@@ -114,6 +143,10 @@ def test_message_layout_emh_zero_padding() -> None:
     cnt = raw[5:9]
     k_enc = _cmac(MK, b"\x10" + cnt + METER_ID + b"\x00")
     assert _cbc_dec(k_enc, raw[9:-16]) == b"\x01\x02\x03" + bytes(13)
+    assert len(p.seal(MK, METER_ID, Direction.METER_TO_GATEWAY, 0x81, 9, b"")) == 25
+    p.check_tail(b"\x01\x02\x03" + bytes(13), 3)
+    with pytest.raises(SymFormatError):
+        p.check_tail(b"\x01\x02\x03" + b"\x0d" * 13, 3)
 
 
 def test_open_rejects_wrong_direction_key_mk_and_meter_id() -> None:
@@ -136,13 +169,14 @@ def test_open_rejects_wrong_direction_key_mk_and_meter_id() -> None:
 def test_frame_length_validation() -> None:
     p = Profile2015()
     assert p.frame_length(b"\x01\x00\x00") is None
-    for total in (0, 40, 41 + 1, 8193, 0xFFFFFFFF):
+    for total in (0, 24, 26, 40, 41 + 1, 8193 + 16, 0xFFFFFFFF):
         with pytest.raises(SymFormatError) as ei:
             p.frame_length(b"\x01" + total.to_bytes(4, "big"))
         assert ei.value.reason == "bad_length"
+    assert p.frame_length(b"\x01" + (25).to_bytes(4, "big")) == 25
     assert p.frame_length(b"\x01" + (41).to_bytes(4, "big")) == 41
     assert p.frame_length(b"\x01" + (57).to_bytes(4, "big")) == 57
-    assert Profile2015(mac_length=8).frame_length(b"\x01" + (33).to_bytes(4, "big")) == 33
+    assert Profile2015(mac_length=8).frame_length(b"\x01" + (17).to_bytes(4, "big")) == 17
 
 
 def test_cbc_roundtrip_and_block_check() -> None:

@@ -176,7 +176,7 @@ def test_truncated_message(rig: Rig) -> None:
     # a truncated message followed by a complete one: both are lost, the meter resynchronises
     rig.link.events()
     rig.sync()
-    first = seal(0x02, rig.next)
+    first = seal(0x02, rig.next, b"x")  # 41 bytes: a header, one block, the MAC
     assert rig.send(first[:30]) == b""
     assert rig.send(seal(0x02, rig.next + 1)) == b""
     assert rig.link.meter.stats["bad_mac"] == 1
@@ -213,13 +213,13 @@ def test_commit_without_certificates(rig: Rig) -> None:
 @pytest.mark.parametrize(
     ("cmd", "payload", "reason"),
     [
-        (0x02, b"\x00", "bad_payload_length"),
+        (0x02, b"\x00", "bad_padding"),
         (0x03, b"\x30\x03\x02\x01\x01" * 2, "bad_certificate"),
         (0x03, b"\x30\x82\x10\x00", "bad_der"),
         (0x03, b"garbage", "bad_der"),
         (0x03, make_cert("meter-injected")[0] + make_cert("intruder")[1], "key_mismatch"),
         (0x03, make_cert("meter-injected")[0] + b"\x30\x03\x02\x01\x01", "bad_private_key"),
-        (0x03, meter_creds().certificate + meter_creds().private_key + b"\x00", "bad_payload_length"),
+        (0x03, meter_creds().certificate + meter_creds().private_key + b"\x00" * 16, "bad_padding"),
     ],
     ids=["alg-data", "cert-garbage", "der-long", "not-der", "key-mismatch", "key-garbage", "trailing"],
 )
@@ -315,10 +315,10 @@ def test_profile_defined_error_answers(tmp_path: Path) -> None:
     before = rig.file()
     ans = rig.send(seal(0x07, rig.next))
     msg = prof.open(MK, METER_ID, Direction.METER_TO_GATEWAY, ans)
-    assert (msg.command, msg.counter, msg.data) == (0xFE, rig.next, b"\x02")
+    assert (msg.command, msg.counter, msg.data) == (0xFE, rig.next, prof.pad(b"\x02"))
     ans = rig.send(seal(0x04, rig.next + 1, gw_cert()))
     msg = prof.open(MK, METER_ID, Direction.METER_TO_GATEWAY, ans)
-    assert (msg.command, msg.data) == (0xFE, b"\x01")
+    assert (msg.command, msg.data) == (0xFE, prof.pad(b"\x01"))
     assert PairingFailed("wrong_sequence") in rig.link.events()
     assert rig.file() == before
     # unauthenticated or stale input is never answered, whatever the profile says

@@ -96,16 +96,46 @@ def test_abandoned_pairing_is_counted_and_changes_nothing_persistent(tmp_path) -
     assert c2.result.ok and meter.store.load().paired
 
 
-def test_wrong_master_key_times_out_on_idle_polls(tmp_path) -> None:
+def test_wrong_master_key_ends_with_dm_at_once(tmp_path) -> None:
+    """A request the meter cannot authenticate gets no SYM answer; the next poll gets DM, so the gateway's
+    pairing fails at once instead of polling (the reference gateway would poll RR until it crashes)."""
     meter = MeterSide(tmp_path)
     link = Link(meter.layer)
     results: list[PairingResult] = []
-    c = client(bytes(range(16)), max_idle_polls=20, on_result=results.append)
+    c = client(bytes(range(16)), on_result=results.append)
+    result = link.converse(SYM, c)
+    assert isinstance(result, ev.ExchangeFailed) and result.reason == "refused (DM)"
+    assert results == [c.result] and not c.result.ok
+    assert meter.failures == ["bad_mac"]
+    assert link.station.counters.layer_closes == 1
+    assert link.gw.counters.timeouts == 0
+    assert not meter.store.load().paired
+    c2 = client()  # the right MK pairs afterwards
+    assert isinstance(link.converse(SYM, c2), ev.ConversationDone) and c2.result.ok
+
+
+def test_silent_meter_times_out_on_idle_polls(tmp_path) -> None:
+    """A meter that swallows the request and answers RR forever: the client gives up after its idle polls."""
+
+    class Silent:
+        def data_received(self, data: bytes) -> None:
+            pass
+
+        def data_to_send(self, max_size: int) -> bytes:
+            return b""
+
+        def is_busy(self) -> bool:
+            return False
+
+        def connection_lost(self) -> None:
+            pass
+
+    link = Link(lambda sel: Silent() if sel == SYM else None)
+    c = client(max_idle_polls=20)
     result = link.converse(SYM, c)
     assert isinstance(result, ev.ConversationDone)  # the gateway gave up and left with DISC
-    assert results == [c.result] and c.result.reason == "timeout"
-    assert meter.failures == ["bad_mac"]
-    assert link.gw.counters.timeouts == 0  # the meter answered every poll (RR), it just never paired
+    assert c.result.reason == "timeout"
+    assert link.gw.counters.timeouts == 0  # the meter answered every poll (RR)
 
 
 def test_refused_selector_reports_dm(tmp_path) -> None:

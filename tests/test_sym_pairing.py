@@ -116,7 +116,7 @@ def test_counter_protocol_and_save_before_answer() -> None:
     meter.receive(gw.data_to_send())
     assert meter.events() == []  # SYNC persists nothing
     answer = meter.data_to_send()
-    assert answer[0] == 0x81 and int.from_bytes(answer[5:9], "big") == 101  # max(100, 3) + 1
+    assert answer[0] == 0x81 and int.from_bytes(answer[5:9], "big") == 101  # high-water + 1, whatever the request's
     gw.receive(answer)
     req = gw.data_to_send()
     assert req[0] == 0x02 and int.from_bytes(req[5:9], "big") == 102
@@ -131,33 +131,36 @@ def test_counter_protocol_and_save_before_answer() -> None:
     assert meter.state.counter == 102
 
 
-def test_replayed_sync_cannot_disturb_a_running_pairing() -> None:
-    meter = SymMeter(PairingState(MK), METER_ID, own_certificate=own_cert())
+def test_sync_always_restarts_with_a_fresh_counter() -> None:
+    """The reference's SYNC is always the same 25 bytes (CNT 0xFFFFFFFF, no data; LMN-STACK.md 13), so the meter
+    accepts every SYNC, answers it above everything it has used, and a later request of the abandoned run is
+    stale. Nothing is persisted by a SYNC."""
+    meter = SymMeter(PairingState(MK, counter=50), METER_ID, own_certificate=own_cert())
     gw = SymGateway(MK, METER_ID, gw_cert())
     gw.start()
     sync = gw.data_to_send()
+    assert int.from_bytes(sync[5:9], "big") == 0xFFFFFFFF and len(sync) == 25
     meter.receive(sync)
     gw.receive(meter.data_to_send())
-    meter.receive(gw.data_to_send())
+    req2 = gw.data_to_send()
+    assert int.from_bytes(req2[5:9], "big") == 52  # answer 51 + 1
+    meter.receive(req2)
     ack_saves(meter)
     gw.receive(meter.data_to_send())
-    meter.receive(sync)  # replay of the SYNC in the middle of the pairing
-    assert meter.data_to_send() == b""
-    assert meter.stats["old_counter"] == 1
-    while (req := gw.data_to_send()):
+    meter.receive(sync)  # the same SYNC again in the middle of the pairing: a restart
+    again = meter.data_to_send()
+    assert again[0] == 0x81 and int.from_bytes(again[5:9], "big") == 53
+    assert PairingFailed("restarted") in meter.events()
+    meter.receive(gw.data_to_send())  # the abandoned run's next request (counter 53) is stale now
+    assert meter.data_to_send() == b"" and meter.stats["replayed_counter"] == 1
+    assert meter.state.counter == 52  # only the accepted ALGORITHMS request was persisted
+    gw2 = SymGateway(MK, METER_ID, gw_cert())  # a gateway starting again pairs at once
+    gw2.start()
+    while (req := gw2.data_to_send()):
         meter.receive(req)
         ack_saves(meter)
-        gw.receive(meter.data_to_send())
-    paired_ok(gw.events())
-    # a restarting gateway (low start counter) works after the selector-6 connection is reset
-    meter2 = SymMeter(PairingState(MK, counter=50), METER_ID, own_certificate=own_cert())
-    meter2.receive(sync)  # no pairing running: a SYNC with any counter is accepted
-    assert int.from_bytes(meter2.data_to_send()[5:9], "big") == 51
-    meter2.receive(sync)
-    assert meter2.data_to_send() == b"" and meter2.stats["old_counter"] == 1
-    meter2.connection_reset()
-    meter2.receive(sync)
-    assert meter2.data_to_send()[0] == 0x81
+        gw2.receive(meter.data_to_send())
+    paired_ok(gw2.events())
 
 
 def test_messages_split_and_joined_are_reassembled() -> None:
@@ -211,7 +214,7 @@ def test_crypto_reset_then_repair_with_new_gateway(tmp_path) -> None:
     gw2 = SymGateway(MK, METER_ID, new_gw_cert)
     gw2.start()
     assert link.handle(gw2.data_to_send()) == b""
-    assert MessageDropped("already_paired", 0x01, 1) in link.events()
+    assert MessageDropped("already_paired", 0x01, 0xFFFFFFFF) in link.events()
     assert (tmp_path / "sym.json").read_bytes() == before
 
     # crypto-reset: one atomic write back to MK, material wiped, counter kept

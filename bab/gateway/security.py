@@ -7,7 +7,11 @@
 * per meter, the meter certificate learnt by SYM pairing (``meters/<server-id-hex>.pem``), pinned for TLS.
 
 It builds the client layers of the conversations: SYM pairing on selector 6 from the meter's master key
-(:meth:`pairing_job`; on success the meter's certificate is stored), application reads wrapped in TLS on
+(:meth:`pairing_job`; on success the meter's certificate is stored). By default it pairs the way the reference
+gateway does (LMN-STACK.md section 13): it generates a key and a self-signed certificate for the meter and
+injects ``certificate DER || private key DER`` (SEC1) with command 0x03 (route a); the private key is not kept.
+Route (b), where the meter answers with a certificate of its own, is BAB's extension (``inject=False``). The SYM
+profile may differ per meter (``sym_profiles``, e.g. the EMH firmware variant); application reads wrapped in TLS on
 selector 1 (:meth:`tls_job`, any inner :class:`~bab.hdlc.upper.ClientLayer`, e.g. the SML client; the TLS
 session is kept per meter for resumption), and a crypto-reset (:meth:`crypto_reset_job`: the inner layer sends
 SML SetProcParameter 1-0:94.49.0*7 = TRUE; when the conversation ends cleanly and ``confirm(inner)`` agrees,
@@ -30,7 +34,7 @@ from bab.hdlc.upper import ClientLayer
 from bab.persist import atomic_write
 from bab.sym.gateway import SymGateway
 from bab.sym.hdlc_layer import PairingResult, SymPairingClient
-from bab.sym.profile import Credentials
+from bab.sym.profile import Credentials, SymProfile
 from bab.tls import keys
 from bab.tls.gateway_client import GatewayTlsContext
 from bab.tls.hdlc_layer import TlsClientLayer
@@ -69,8 +73,11 @@ class GatewaySecurity:
     """Credentials and per-meter pins of the software gateway (see the module docstring)."""
 
     def __init__(self, directory: str | os.PathLike[str], *, curve: Curve | str = Curve.BRAINPOOL_P256R1,
-                 name: str = "BAB-SOFTWARE-GATEWAY", validity: ValidityPolicy = ValidityPolicy.IGNORE) -> None:
+                 name: str = "BAB-SOFTWARE-GATEWAY", validity: ValidityPolicy = ValidityPolicy.IGNORE,
+                 sym_profiles: dict[bytes, SymProfile] | None = None, inject: bool = True) -> None:
         self.directory = Path(directory)
+        self.sym_profiles = dict(sym_profiles or {})
+        self.inject = inject
         self.curve = Curve.parse(curve) if isinstance(curve, str) else curve
         self.name = name
         self.validity = validity
@@ -126,11 +133,23 @@ class GatewaySecurity:
 
     # --- conversations ------------------------------------------------------------------------------------
 
+    def meter_credentials(self, server_id: bytes) -> Credentials:
+        """A fresh key and self-signed certificate for a meter (DER; the key in SEC1, as ``openssl ecparam
+        -genkey -outform DER`` writes it), on the gateway's curve, to inject with SYM command 0x03."""
+        key_pem, cert_pem = keys.generate_identity(f"LMN meter {server_id.hex().upper()}", self.curve)
+        return Credentials(keys.certificate_der(cert_pem), keys.private_key_der(key_pem, sec1=True))
+
     def pairing_client(self, server_id: bytes, master_key: bytes, *,
                        on_result: Callable[[PairingResult], None] | None = None,
-                       max_idle_polls: int = 500, meter_credentials: Credentials | None = None) -> SymPairingClient:
-        """A selector-6 client pairing the meter: route (b) by default (the meter answers with its own
-        certificate), route (a) with ``meter_credentials`` (certificate + private key DER injected)."""
+                       max_idle_polls: int = 500, meter_credentials: Credentials | None = None,
+                       inject: bool | None = None) -> SymPairingClient:
+        """A selector-6 client pairing the meter: route (a) by default, injecting ``meter_credentials`` or
+        fresh ones (:meth:`meter_credentials`); route (b) with ``inject=False`` (the meter answers with its own
+        certificate)."""
+        if inject is None:
+            inject = self.inject
+        if meter_credentials is None and inject:
+            meter_credentials = self.meter_credentials(server_id)
 
         def done(result: PairingResult) -> None:
             if result.ok and result.meter_cert_der is not None:
@@ -142,7 +161,8 @@ class GatewaySecurity:
             if on_result is not None:
                 on_result(result)
 
-        gw = SymGateway(master_key, server_id, self.certificate_der(), meter_credentials=meter_credentials)
+        gw = SymGateway(master_key, server_id, self.certificate_der(), meter_credentials=meter_credentials,
+                        profile=self.sym_profiles.get(server_id))
         return SymPairingClient(gw, on_result=done, max_idle_polls=max_idle_polls)
 
     def pairing_job(self, server_id: bytes, master_key: bytes, **kw: object) -> PollJob:

@@ -47,7 +47,7 @@ from .frame import (
 )
 from .record import ParticipantRecord, RecordError, decode_records
 from .timing import MeterTiming, wire_time
-from .upper import ServerLayer
+from .upper import CloseConnection, ServerLayer
 
 
 class StationState(enum.Enum):
@@ -79,6 +79,7 @@ class StationCounters:
     sequence_errors: int = 0
     malformed: int = 0
     layer_errors: int = 0
+    layer_closes: int = 0
     ignored: int = 0
 
 
@@ -391,9 +392,15 @@ class MeterStation:
             self._reply(conn.selector, control_rr(conn.vr), b"", now)
 
     def _call_layer(self, call: Callable[[], object]) -> tuple[bool, object]:
-        """Run an upper-layer call; an exception there closes the connection instead of escaping."""
+        """Run an upper-layer call; an exception there (or a :class:`CloseConnection` request) closes the
+        connection instead of escaping, and the caller answers DM."""
         try:
             return True, call()
+        except CloseConnection as exc:
+            self.counters.layer_closes += 1
+            self.counters.dm_sent += 1
+            self._close(exc.reason)
+            return False, None
         except Exception as exc:  # the link must survive a broken upper layer
             self.counters.layer_errors += 1
             self._close(f"upper layer error: {type(exc).__name__}: {exc}")

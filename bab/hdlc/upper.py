@@ -9,6 +9,16 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class CloseConnection(Exception):  # noqa: N818 - a request, not an error
+    """Raised by a :class:`ServerLayer` from ``data_to_send`` or ``is_busy`` to end its connection: the station
+    answers DM instead of RR/I and closes the connection (``connection_lost`` follows). For a layer that must
+    not leave the gateway polling for an answer that will never come (e.g. SYM after a rejected message)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ServerLayer(Protocol):
     """The meter side of a connection: answers what the gateway sends."""
 

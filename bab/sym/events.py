@@ -44,7 +44,7 @@ class MeterPaired:
 
     meter_cert_der: bytes = field(repr=False)
     algorithms: AlgorithmList
-    max_fragment_length: int
+    max_fragment_length: int | None  # None: the meter's commit answer is not in BAB's format
     profile_data: dict[str, str] = field(default_factory=dict, repr=False)
 
 

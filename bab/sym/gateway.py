@@ -2,11 +2,15 @@
 
 :class:`SymGateway` pairs one meter from its master key MK and 10-byte server ID: it walks the profile's
 ``flow`` (profile 2015: SYNC 0x01, ALGORITHMS 0x02, CREDENTIALS 0x03, PEER_CERTIFICATE 0x04, COMMIT
-0x05), one request at a time, checks every answer (answer code, counter echo, CMAC, payload) and ends with
-:class:`~bab.sym.events.MeterPaired` carrying the meter's TLS certificate, or :class:`PairingFailed`.
+0x05), one request at a time, and ends with :class:`~bab.sym.events.MeterPaired` carrying the meter's TLS
+certificate, or :class:`PairingFailed`.
 
-Like the Ostfalia reference it aborts on the first bad answer (including a CMAC failure); the caller
-retries with a new object (a retry starts with SYNC, which resynchronises the counter). There is no
+It sends exactly what the reference gateway sends (LMN-STACK.md section 13): SYNC with the profile's
+``sync_counter`` (0xFFFFFFFF), every later request with the counter of the meter's last answer + 1. Every
+answer must verify (CMAC), carry the answer code, and echo the request counter (SYNC: any counter). Answer
+payloads the pairing does not depend on (the algorithm list, the commit answer) are decoded when they are in
+BAB's format and ignored otherwise, as the reference ignores them; the route (b) certificate must parse.
+Like the reference it aborts on the first bad answer; the caller retries with a new object. There is no
 clock inside: the caller calls :meth:`SymGateway.timeout` when its answer timer expires.
 
 Certificate routes: ``meter_credentials`` set (certificate and private key, DER) = route (a), the gateway
@@ -15,7 +19,10 @@ injects them; None = route (b), the meter answers CREDENTIALS with its own certi
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from .credentials import check_key_pair, load_certificate
 from .errors import SymError, SymFormatError, SymUsageError
@@ -23,6 +30,9 @@ from .events import MeterPaired, PairingFailed, SymOutputs
 from .profile import AlgorithmList, Credentials, Direction, PairingStep, SymProfile
 from .profile2015 import Profile2015
 from .state import COUNTER_MAX, MASTER_KEY_LENGTH
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SymGateway(SymOutputs):
@@ -36,13 +46,16 @@ class SymGateway(SymOutputs):
         *,
         meter_credentials: Credentials | None = None,
         profile: SymProfile | None = None,
-        start_counter: int = 1,
+        start_counter: int | None = None,
         key_agreement_random: bytes | None = None,
     ) -> None:
         if len(master_key) != MASTER_KEY_LENGTH:
             raise ValueError("master key must be 16 bytes")
         if len(meter_id) != 10:
             raise ValueError("meter ID (server ID) must be 10 bytes")
+        self._profile = profile if profile is not None else Profile2015()
+        if start_counter is None:
+            start_counter = self._profile.sync_counter
         if not 0 <= start_counter <= COUNTER_MAX:
             raise ValueError("start counter out of range")
         load_certificate(gateway_certificate)
@@ -55,7 +68,6 @@ class SymGateway(SymOutputs):
         self._meter_id = bytes(meter_id)
         self._gw_cert = gateway_certificate
         self._creds = creds
-        self._profile = profile if profile is not None else Profile2015()
         self._counter = start_counter
         self._random = key_agreement_random
         self._position = -1  # index into flow of the outstanding request; -1 = not started
@@ -116,6 +128,16 @@ class SymGateway(SymOutputs):
         self._inbuf.clear()
         self._events.append(PairingFailed(reason))
 
+    def _informational(self, decode: Callable[[bytes], T], data: bytes, what: str) -> T | None:
+        """Decode an answer payload the pairing does not depend on. The reference gateway checks only the
+        MAC of an answer and ignores its payload, so a meter whose payload BAB cannot parse still pairs."""
+        try:
+            return decode(data)
+        except SymError as exc:
+            log.info("SYM: the meter's %s is not in BAB's format (%s); ignored as the reference does", what,
+                     exc.reason)
+            return None
+
     def _request_payload(self, step: PairingStep) -> bytes:
         p = self._profile
         if step is PairingStep.CREDENTIALS:
@@ -158,29 +180,25 @@ class SymGateway(SymOutputs):
             if msg.command != p.answer_code(command):
                 raise SymFormatError(f"answer 0x{msg.command:02x} to command 0x{command:02x}", "wrong_answer")
             if step is PairingStep.SYNC:
-                # the SYNC answer carries the meter's fresh counter, always above ours; we continue from it
-                if msg.counter <= counter:
-                    raise SymFormatError("SYNC answer counter not above the request's", "counter_mismatch")
-                p.decode_empty(msg.data)
+                pass  # the SYNC answer carries the meter's fresh counter; we continue from it
             elif msg.counter != counter:
                 raise SymFormatError("answer does not echo the request counter", "counter_mismatch")
             elif step is PairingStep.ALGORITHMS:
-                self._algorithms = p.decode_algorithms(msg.data)
+                self._algorithms = self._informational(p.decode_algorithms, msg.data, "algorithm list")
             elif step is PairingStep.CREDENTIALS:
                 if self._creds.certificate is not None:
-                    p.decode_empty(msg.data)
                     self._meter_cert = self._creds.certificate
                 else:
                     self._meter_cert = p.decode_certificate(msg.data)
             elif step is PairingStep.PEER_CERTIFICATE:
-                p.decode_empty(msg.data)
+                pass
             elif step is PairingStep.KEY_AGREEMENT:
                 assert self._random is not None
                 self._profile_data = dict(
                     p.gateway_key_agreement_answer(self._key(), self._meter_id, self._random, msg.data)
                 )
             elif step is PairingStep.COMMIT:
-                mfl = p.decode_commit_answer(msg.data)
+                mfl = self._informational(p.decode_commit_answer, msg.data, "commit answer")
                 if self._meter_cert is None:
                     raise SymFormatError("commit without a meter certificate", "wrong_sequence")
                 self._done = True

@@ -6,12 +6,18 @@ released). :class:`SymPairingClient` is the gateway side, a :class:`~bab.hdlc.up
 :class:`~bab.sym.gateway.SymGateway`; it ends with a :class:`PairingResult` (the meter's certificate on
 success).
 
-The SYM meter never answers unauthenticated or stale requests (bad MAC, wrong MK, replay): the gateway then
-only sees RR to its polls. :class:`SymPairingClient` therefore gives up after ``max_idle_polls`` polls
-without an answer (the layer gets no clock; with the station's 2 ms idle poll plus line time, 500 polls are
-roughly 1.5-2 s), besides the station's own conversation timeout. The layer cannot tell RR from RNR, so
-polls answered RNR (a meter writing its state in a worker thread) count as idle too: keep the limit well above
-the number of polls a slow meter step can take.
+The SYM meter never answers unauthenticated, stale or rejected requests (bad MAC, wrong MK, replay, wrong
+sequence) with a SYM message. A gateway waits for an answer to every request, and the reference gateway polls
+RR for it until it crashes (LMN-STACK.md section 13), so :class:`SymServerLayer` then ends the connection:
+the poll after a request that got no answer is answered DM (:class:`~bab.hdlc.upper.CloseConnection`), and
+the gateway sees its pairing fail at once. A request still arriving (a message split over I-frames) is
+answered RR as usual.
+
+A meter that stays silent (RR to every poll) is still possible on the wire: :class:`SymPairingClient` gives
+up after ``max_idle_polls`` polls without an answer (the layer gets no clock; with the station's 2 ms idle
+poll plus line time, 500 polls are roughly 1.5-2 s), besides the station's own conversation timeout. The
+layer cannot tell RR from RNR, so polls answered RNR (a meter writing its state in a worker thread) count as
+idle too: keep the limit well above the number of polls a slow meter step can take.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+
+from bab.hdlc.upper import CloseConnection
 
 from .events import MessageDropped, MeterPaired, PairingCompleted, PairingFailed, SymEvent
 from .gateway import SymGateway
@@ -59,6 +67,7 @@ class SymServerLayer:
         self._future: Future[bytes] | None = None
         self._out = bytearray()
         self._lost = False
+        self._unanswered: str | None = None  # why the last request got no answer (the next poll gets DM)
 
     def data_received(self, data: bytes) -> None:
         if self._lost:
@@ -68,6 +77,8 @@ class SymServerLayer:
 
     def data_to_send(self, max_size: int) -> bytes:
         self._advance()
+        if not self._out and self._future is None and self._unanswered is not None:
+            raise CloseConnection(f"SYM request not answered: {self._unanswered}")
         chunk = bytes(self._out[:max_size])
         del self._out[:max_size]
         return chunk
@@ -96,35 +107,46 @@ class SymServerLayer:
                 exc = future.exception()
                 if exc is not None:
                     raise exc
-                self._out += future.result()
-                self._dispatch()
+                self._answered(future.result())
                 continue
             if not self._inbox:
                 return
             data = bytes(self._inbox)
             self._inbox.clear()
             if self.executor is None:
-                self._out += self.sym.handle(data)
-                self._dispatch()
+                self._answered(self.sym.handle(data))
             else:
                 self._future = self.executor.submit(self.sym.handle, data)
 
-    def _dispatch(self) -> None:
+    def _answered(self, answer: bytes) -> None:
+        self._out += answer
+        if answer:
+            self._unanswered = None
+        for reason in self._dispatch():
+            if not answer:
+                self._unanswered = reason
+
+    def _dispatch(self) -> list[str]:
+        """Log and report the engine's events; returns the reasons of dropped messages and aborts."""
+        failures: list[str] = []
         extra = {"meter_id": self.name, "layer": "sym"}
         for ev in self.sym.events():
             if isinstance(ev, MessageDropped):
                 log.warning("%s: SYM message dropped: %s (cmd %s, counter %s)", self.name, ev.reason,
                             "-" if ev.command is None else f"0x{ev.command:02x}", ev.counter, extra=extra)
+                failures.append(ev.reason)
                 if self.on_failure is not None:
                     self.on_failure(ev.reason)
             elif isinstance(ev, PairingFailed):
                 log.warning("%s: SYM pairing aborted: %s", self.name, ev.reason, extra=extra)
+                failures.append(ev.reason)
                 if self.on_failure is not None and ev.reason == "connection_reset":
                     self.on_failure("pairing abandoned")  # other aborts were counted with their drop
             elif isinstance(ev, PairingCompleted):
                 log.info("%s: paired with the gateway (SYM)", self.name, extra=extra)
                 if self.on_paired is not None:
                     self.on_paired(ev)
+        return failures
 
 
 @dataclass

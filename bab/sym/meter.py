@@ -14,22 +14,22 @@ of selector 6) drops a partial message.
 Policy (documented choices for profile 2015, [I]):
 
 * **Counter**: the meter keeps a persisted high-water mark ``counter`` = the counter of the last accepted
-  request after SYNC. A SYNC request (0x01) may carry any counter when no pairing is running (a new
-  gateway cannot know ours); while one is running it must be fresh too, so a replayed SYNC cannot disturb
-  it (a gateway that restarts with a low counter resets the selector-6 connection first, i.e. SNRM ->
-  :meth:`SymMeter.connection_reset`, or continues above the last counter). The SYNC answer carries
-  ``max(high-water, request CNT) + 1``; it is kept in memory only (SYNC changes nothing persistent, so a
-  replayed SYNC costs no flash write; a repeated SYNC answer after a reboot is the identical empty message).
-  Every later request must carry a counter above both marks (equal = ``replayed_counter``, lower =
-  ``old_counter``) and its answer echoes that counter. The new high-water mark is persisted before the
-  answer is released. A crypto-reset keeps the counter (old messages stay unreplayable).
-* **Always dropped, never answered, running pairing continues** (an attacker without MK must not be able
-  to disturb a pairing or make the meter talk): bad length field / truncated message / flood
-  (``bad_length``, ``truncated``, ``overflow``), CMAC failure (``bad_mac``: wrong MK, wrong meter ID, bit
-  errors), stale counter (``replayed_counter``, ``old_counter``), ``counter_exhausted``.
+  request after SYNC. A SYNC request (0x01) is accepted with any counter and always (re)starts a pairing:
+  the reference gateway sends every SYNC with ``0xFFFFFFFF`` and no data, so a SYNC is the same 25 bytes
+  each time for one MK and meter, and a replay cannot be told from a gateway starting again (section 13).
+  The SYNC answer carries ``high-water + 1``; it is kept in memory only (SYNC changes nothing persistent,
+  so a replayed SYNC costs no flash write). Every later request must carry a counter above both marks
+  (equal = ``replayed_counter``, lower = ``old_counter``; the gateway uses the last answer's counter + 1)
+  and its answer echoes that counter. The new high-water mark is persisted before the answer is released.
+  A crypto-reset keeps the counter (old messages stay unreplayable).
+* **Always dropped, never answered** (an attacker without MK must not make the meter talk; the HDLC layer
+  closes the connection with DM so the gateway stops polling, :mod:`bab.sym.hdlc_layer`): bad length
+  field / truncated message / flood (``bad_length``, ``truncated``, ``overflow``), CMAC failure
+  (``bad_mac``: wrong MK, wrong meter ID, bit errors), stale counter (``replayed_counter``,
+  ``old_counter``), ``counter_exhausted``.
 * **Authenticated and fresh, but rejected**: the answer is whatever :meth:`SymProfile.error_answer`
-  returns; profile 2015 defines no error message, so these are dropped too (the gateway times out and
-  restarts). Running pairing continues: unknown command (``unknown_command``), anything while paired
+  returns; profile 2015 defines no error message, so these are dropped too (the HDLC layer answers DM).
+  Running pairing continues in the engine: unknown command (``unknown_command``), anything while paired
   (``already_paired``). Running pairing aborted with :class:`PairingFailed` (the peer holds MK but does
   something wrong; it must restart with SYNC): command out of order (``wrong_sequence``), bad payload
   (``bad_der``, ``bad_certificate``, ``bad_private_key``, ``key_mismatch``, ``bad_payload_length``,
@@ -244,14 +244,14 @@ class SymMeter(SymOutputs):
         cur = self._session
         hw = self._state.counter if cur is None else max(self._state.counter, cur.counter)
         sync = step is profile.flow[0]
-        if not sync or cur is not None:
+        if not sync:
             if msg.counter == hw:
                 self._drop("replayed_counter", msg)
                 return
             if msg.counter < hw:
                 self._drop("old_counter", msg)
                 return
-        new_counter = max(hw, msg.counter) + 1 if sync else msg.counter
+        new_counter = hw + 1 if sync else msg.counter
         if new_counter > COUNTER_MAX:
             self._drop("counter_exhausted", msg)
             return
@@ -263,6 +263,7 @@ class SymMeter(SymOutputs):
             self._reject("unknown_command", msg, new_counter, key, abort=False)
             return
         if sync:
+            self._abort("restarted")
             session = _Session(counter=new_counter)
         else:
             if cur is None or cur.position >= len(profile.flow) or profile.flow[cur.position] is not step:

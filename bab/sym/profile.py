@@ -95,13 +95,14 @@ class SymProfile(ABC):
 
     The payload codecs below are concrete (DER concatenation, count-prefixed ID lists) and may be reused;
     :meth:`check_tail` decides what may follow a self-delimited payload (nothing, or padding that the
-    message layer could not strip unambiguously).
+    message layer cannot strip unambiguously, as in profile 2015).
     """
 
     name: str = "abstract"
     mac_length: int = 16
     max_message_length: int = 8192
     flow: tuple[PairingStep, ...] = ()
+    sync_counter: int = 0  # the counter of the gateway's first message (SYNC)
 
     # -- key derivation ------------------------------------------------------------------------------------
 
@@ -154,17 +155,19 @@ class SymProfile(ABC):
         return None
 
     # -- payload codecs ------------------------------------------------------------------------------------
+    # Every payload is self-delimiting; a codec reads its payload from the start of the decrypted data and
+    # hands the rest to check_tail, which knows the profile's padding rule.
 
-    def check_tail(self, rest: bytes) -> None:
-        """What may follow a self-delimited payload; default: nothing."""
-        if rest:
-            raise SymFormatError(f"{len(rest)} unexpected bytes after the payload", "bad_payload_length")
+    def check_tail(self, data: bytes, end: int) -> None:
+        """What may follow the payload ``data[:end]``; default: nothing."""
+        if len(data) > end:
+            raise SymFormatError(f"{len(data) - end} unexpected bytes after the payload", "bad_payload_length")
 
     def encode_empty(self) -> bytes:
         return b""
 
     def decode_empty(self, data: bytes) -> None:
-        self.check_tail(data)
+        self.check_tail(data, 0)
 
     def encode_algorithms(self, algorithms: AlgorithmList) -> bytes:
         out = bytearray([len(algorithms.cipher_suites)])
@@ -184,7 +187,7 @@ class SymProfile(ABC):
             n = data[pos]
             lists.append(tuple(int.from_bytes(data[pos + 1 + 2 * i : pos + 3 + 2 * i], "big") for i in range(n)))
             pos += 1 + 2 * n
-        self.check_tail(data[pos:])
+        self.check_tail(data, pos)
         return AlgorithmList(lists[0], lists[1])
 
     def encode_credentials(self, credentials: Credentials) -> bytes:
@@ -195,16 +198,12 @@ class SymProfile(ABC):
         return credentials.certificate + credentials.private_key
 
     def decode_credentials(self, data: bytes) -> Credentials:
-        """Empty (or padding only) = route (b); otherwise exactly ``cert DER || key DER``, key matching cert."""
-        try:
-            self.check_tail(data)
-        except SymFormatError:
-            pass
-        else:
+        """Empty = route (b); otherwise exactly ``cert DER || key DER`` (and padding), key matching cert."""
+        if not data:
             return Credentials()
         cert_end = der_element_end(data, 0)
         key_end = der_element_end(data, cert_end)
-        self.check_tail(data[key_end:])
+        self.check_tail(data, key_end)
         cert, key = data[:cert_end], data[cert_end:key_end]
         check_key_pair(cert, key)
         return Credentials(cert, key)
@@ -214,7 +213,7 @@ class SymProfile(ABC):
 
     def decode_certificate(self, data: bytes) -> bytes:
         end = der_element_end(data, 0)
-        self.check_tail(data[end:])
+        self.check_tail(data, end)
         load_certificate(data[:end])
         return data[:end]
 
@@ -224,7 +223,7 @@ class SymProfile(ABC):
     def decode_commit_answer(self, data: bytes) -> int:
         if len(data) < 2:
             raise SymFormatError("commit answer is truncated", "bad_commit_answer")
-        self.check_tail(data[2:])
+        self.check_tail(data, 2)
         return int.from_bytes(data[:2], "big")
 
     # -- optional key-agreement step (FNN; see the module docstring) -------------------------------------------

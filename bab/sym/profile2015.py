@@ -1,4 +1,5 @@
-"""SYM profile "2015": reconstruction of the Ostfalia ``sym.cpp`` pairing (LMN-STACK.md section 5, [C]).
+"""SYM profile "2015": the pairing of the Ostfalia reference gateway, as its source and its bytes on the wire
+settle it (LMN-STACK.md section 13, which corrects section 5).
 
 Key derivation (AES-128-CMAC keyed with MK)::
 
@@ -8,30 +9,36 @@ Key derivation (AES-128-CMAC keyed with MK)::
 
 Message (both directions)::
 
-    cmd(1) | msg_len(4, BE, total incl. MAC) | CNT(4, BE) | AES-128-CBC(IV=0, enc key)(data || pad) | MAC
+    cmd(1) | len(4, BE) | CNT(4, BE) | AES-128-CBC(IV=0, enc key)(data || pad) | MAC(16)
 
-``pad`` fills up to the next 16-byte boundary, at least one byte, every pad byte = pad length (PKCS#7);
-``MAC`` = the first ``mac_length`` bytes of CMAC(mac key, all preceding bytes); ``mac_length`` is 16 by
-default (the spec could not see ``MACLEN``; 8 is allowed as an option).
+``len`` is the whole message, header and MAC included. A message without data has **no encrypted block at
+all** (25 bytes). Data that is not a multiple of 16 bytes is padded to the block boundary with ``n`` bytes of
+value ``n``; data that is block-aligned gets **no** padding (so, unlike PKCS#7, the receiver cannot strip the
+padding by value: every payload is self-delimiting, and :meth:`Profile2015.check_tail` checks the bytes after
+it). ``MAC`` = CMAC(mac key, all preceding bytes), 16 bytes (8 is allowed as an option for other variants).
 
-Commands (gateway -> meter; the meter answers ``cmd | 0x80``) and our payload decisions [I]:
+Counters: the gateway's first message (SYNC) carries ``0xFFFFFFFF`` (:attr:`Profile2015.sync_counter`); every
+later gateway message carries the counter of the meter's last answer + 1.
+
+Commands (gateway -> meter; the meter answers ``cmd | 0x80``). The gateway's payloads are the reference's; the
+reference checks only the MAC of an answer and ignores its payload, so the meter's answer payloads are BAB's
+own choice [I]:
 
 ====  ================  ===========================  ===========================================
-cmd   step              gateway payload              meter answer payload
+cmd   step              gateway payload              meter answer payload (BAB)
 ====  ================  ===========================  ===========================================
-0x01  SYNC              none (CNT = any start value) 0x81: none; its CNT = meter's fresh counter
+0x01  SYNC              none                         0x81: none; its CNT = the meter's fresh counter
 0x02  ALGORITHMS        none                         0x82: n(1) suites(2 each) n(1) groups(2 each)
 0x03  CREDENTIALS       (a) cert DER || key DER      0x83: (a) none
-                        (b) none                     0x83: (b) the meter's own certificate DER
+                        (b) none (BAB extension)     0x83: (b) the meter's own certificate DER
 0x04  PEER_CERTIFICATE  gateway certificate DER      0x84: none
 0x05  COMMIT            none                         0x85: max TLS fragment length, 2 bytes BE
 ====  ================  ===========================  ===========================================
 
-Option ``emh_bug`` ("EMH Zählerbug" of 2015 EMH firmware, which proves real meters did this): the K/L
-code pairs are swapped (meter -> gateway uses 0x10/0x11, gateway -> meter 0x00/0x01), the last byte of the
-key-derivation block is 0x00 instead of 0x01, and the CBC padding bytes are 0x00 instead of the pad length.
-Zero padding cannot be stripped unambiguously, so :meth:`Profile2015.open` leaves it in the payload and the
-(self-delimiting) payload codecs accept 1..16 trailing zero bytes instead.
+Option ``emh_bug`` (the reference's ``EMHBUG=1`` for the "EMH Zaehlerbug" of 2015 EMH firmware): the K/L code
+pairs are swapped (meter -> gateway uses 0x10/0x11, gateway -> meter 0x00/0x01), the last byte of the
+key-derivation block is 0x00 instead of 0x01, and padding bytes are 0x00 instead of the pad length (padding
+is still added only when the data is not block-aligned).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .errors import SymAuthError, SymFormatError
 from .profile import Direction, PairingStep, SymMessage, SymProfile
 
 HEADER_LENGTH = 9
+SYNC_COUNTER = 0xFFFFFFFF  # the reference gateway's first counter (STARTCOUNT)
 ANSWER_FLAG = 0x80
 
 _D_CODES = {
@@ -71,13 +79,14 @@ class Profile2015(SymProfile):
         PairingStep.PEER_CERTIFICATE,
         PairingStep.COMMIT,
     )
+    sync_counter = SYNC_COUNTER
 
     def __init__(self, *, mac_length: int = 16, emh_bug: bool = False, max_message_length: int = 8192) -> None:
         if mac_length not in (8, 16):
             raise ValueError("profile 2015: mac_length must be 16 (default) or 8")
         self.mac_length = mac_length
         self.emh_bug = emh_bug
-        self.min_message_length = HEADER_LENGTH + BLOCK + mac_length
+        self.min_message_length = HEADER_LENGTH + mac_length
         if max_message_length < self.min_message_length:
             raise ValueError("max_message_length is below the shortest possible message")
         self.max_message_length = max_message_length
@@ -99,25 +108,18 @@ class Profile2015(SymProfile):
 
     # -- message format ------------------------------------------------------------------------------------
 
-    def _pad(self, data: bytes) -> bytes:
-        n = BLOCK - len(data) % BLOCK
+    def pad(self, data: bytes) -> bytes:
+        """``data`` padded to the block boundary; unchanged when empty or already block-aligned."""
+        n = -len(data) % BLOCK
         return data + bytes([0 if self.emh_bug else n]) * n
 
-    def _unpad(self, plain: bytes) -> bytes:
-        n = plain[-1]
-        if self.emh_bug:
-            if n != 0:
-                raise SymFormatError("EMH padding: last byte is not 0x00", "bad_padding")
-            return plain  # zero padding is stripped by the payload codecs (check_tail)
-        if not 1 <= n <= BLOCK or plain[-n:] != bytes([n]) * n:
-            raise SymFormatError("bad CBC padding", "bad_padding")
-        return plain[:-n]
-
-    def check_tail(self, rest: bytes) -> None:
-        if not self.emh_bug:
-            super().check_tail(rest)
-        elif len(rest) > BLOCK or rest.count(0) != len(rest):
-            raise SymFormatError("unexpected bytes after the payload", "bad_payload_length")
+    def check_tail(self, data: bytes, end: int) -> None:
+        """After a payload of ``end`` bytes only its padding may follow: none when ``end`` is block-aligned,
+        else up to the boundary, every byte the pad length (0x00 with ``emh_bug``)."""
+        if data[end:] != self.pad(data[:end])[end:]:
+            raise SymFormatError(
+                f"{len(data) - end} bytes after a {end}-byte payload are not its padding", "bad_padding"
+            )
 
     def frame_length(self, buffer: bytes) -> int | None:
         if len(buffer) < 5:
@@ -137,7 +139,8 @@ class Profile2015(SymProfile):
         if not 0 <= command <= 0xFF:
             raise ValueError("command code must be one byte")
         enc_key, mac_key = self.derive_keys(key, counter, meter_id, direction)
-        body = cbc_encrypt(enc_key, self._pad(data))
+        padded = self.pad(data)
+        body = cbc_encrypt(enc_key, padded) if padded else b""
         total = HEADER_LENGTH + len(body) + self.mac_length
         if total > self.max_message_length:
             raise SymFormatError(f"message of {total} bytes exceeds the profile maximum", "message_too_long")
@@ -145,6 +148,8 @@ class Profile2015(SymProfile):
         return head + body + aes_cmac(mac_key, head + body)[: self.mac_length]
 
     def open(self, key: bytes, meter_id: bytes, direction: Direction, raw: bytes) -> SymMessage:
+        """Verify and decrypt; the data keeps its padding (the payload codecs check it with
+        :meth:`check_tail`, since only the payload knows where it ends)."""
         total = self.frame_length(raw)
         if total is None or total != len(raw):
             raise SymFormatError(
@@ -155,8 +160,8 @@ class Profile2015(SymProfile):
         signed, mac = raw[: -self.mac_length], raw[-self.mac_length :]
         if not mac_equal(aes_cmac(mac_key, signed)[: self.mac_length], mac):
             raise SymAuthError(f"CMAC does not verify (cmd 0x{raw[0]:02x}, counter {counter})")
-        plain = cbc_decrypt(enc_key, signed[HEADER_LENGTH:])
-        return SymMessage(raw[0], counter, self._unpad(plain))
+        body = signed[HEADER_LENGTH:]
+        return SymMessage(raw[0], counter, cbc_decrypt(enc_key, body) if body else b"")
 
     # -- command set ---------------------------------------------------------------------------------------
 
