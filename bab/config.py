@@ -79,6 +79,8 @@ LMN = Map(
         "rs485": Bool(doc="enable the kernel's RS-485 mode (TIOCSRS485) for a UART without auto-direction",
                       default=False),
         "timing": TIMING,
+        "random_seed": Nullable(Int(), doc="seed of the address and slot choices, for reproducible test sessions "
+                                "(null: random, as in the field)", default=None),
     },
 )
 
@@ -161,6 +163,7 @@ class LmnConfig:
     baudrate: int = 921600
     rs485: bool = False
     timing: MeterTiming = field(default_factory=MeterTiming)
+    random_seed: int | None = None
 
     def gateway_timing(self, **overrides: Any) -> GatewayTiming:
         """Gateway timing on the same slot grid (for the software gateway and the demo)."""
@@ -183,7 +186,7 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         slots=SlotTiming(t["slot_period"], t["slot_count"], t["reply_offset"], t["reply_window"]),
         turnaround=t["turnaround"], inactivity_timeout=t["inactivity_timeout"],
     )
-    lmn = LmnConfig(raw["lmn"]["port"], raw["lmn"]["baudrate"], raw["lmn"]["rs485"], timing)
+    lmn = LmnConfig(raw["lmn"]["port"], raw["lmn"]["baudrate"], raw["lmn"]["rs485"], timing, raw["lmn"]["random_seed"])
     meters = []
     for m in raw["meters"]:
         opts = dict(m["driver"])

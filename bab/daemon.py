@@ -42,7 +42,7 @@ class Link(Protocol):
 class Daemon:
     def __init__(self, config: Config, *, rng: random.Random | None = None) -> None:
         self.config = config
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random(config.lmn.random_seed)
         self.meters: list[MeterRuntime] = []
         self.runner: NodeRunner | None = None
         self.lost: asyncio.Future[Exception | None] | None = None
