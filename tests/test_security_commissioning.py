@@ -129,7 +129,7 @@ def test_wrong_master_key_changes_nothing_and_meter_stays_pairable(tmp_path) -> 
     gw = GatewaySecurity(tmp_path / "gw")
     before = state_bytes(m.sec)
     conv, res = pair(m.link, gw, mk=OTHER_MK)
-    assert not res.ok and res.reason == "refused (DM)"  # no SYM answer to unauthenticated requests: DM
+    assert not res.ok and res.reason == "refused_by_meter"  # unauthenticated: only the rejection notice
     assert state_bytes(m.sec) == before and not m.sec.paired
     assert m.counters["sym_failures"] >= 1
     assert gw.meter_certificate(SERVER_ID) is None

@@ -1,12 +1,13 @@
 """Every SYM failure case on the meter side (LMN-STACK.md §5, policy in bab/sym/meter.py): counted, dropped
-(never answered), running pairing aborted or not as documented, and the state file byte-identical."""
+(answered only with the rejection notice, never with a valid message), running pairing aborted or not as
+documented, and the state file byte-identical."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from test_sym_support import METER_ID, MK, OTHER_MK, gw_cert, make_cert, meter_creds, own_cert
+from test_sym_support import METER_ID, MK, OTHER_MK, gw_cert, make_cert, meter_creds, notice, own_cert
 
 from bab.sym import (
     Direction,
@@ -60,7 +61,8 @@ class Rig:
         state_before = self.link.meter.state
         self.link.events()
         for r in raw if isinstance(raw, list) else [raw]:
-            assert self.send(r) == b""
+            counter = int.from_bytes(r[5:9], "big") if len(r) >= 9 else 0
+            assert self.send(r) == notice(counter)
         evs = self.link.events()
         assert self.link.meter.stats[reason] == count, (self.link.meter.stats, evs)
         assert any(isinstance(e, MessageDropped) and e.reason == reason for e in evs), evs
@@ -143,7 +145,8 @@ def test_length_field_too_short_by_a_block(rig: Rig) -> None:
     raw = good[:1] + (len(good) - 16).to_bytes(4, "big") + good[5:]
     # the cut message fails the MAC; the 16 left-over bytes are no valid message header
     before = rig.file()
-    assert rig.send(raw) == b""
+    ans = rig.send(raw)  # the cut message and the unreadable rest: a notice each
+    assert ans[:25] == notice(rig.next) and P.is_rejection_notice(ans[25:])
     rig.link.connection_reset()
     stats = rig.link.meter.stats
     assert stats["bad_mac"] == 1
@@ -178,7 +181,7 @@ def test_truncated_message(rig: Rig) -> None:
     rig.sync()
     first = seal(0x02, rig.next, b"x")  # 41 bytes: a header, one block, the MAC
     assert rig.send(first[:30]) == b""
-    assert rig.send(seal(0x02, rig.next + 1)) == b""
+    assert rig.send(seal(0x02, rig.next + 1)).startswith(notice(rig.next))
     assert rig.link.meter.stats["bad_mac"] == 1
     rig.link.connection_reset()
     rig.link.events()
@@ -278,7 +281,7 @@ def test_counter_exhausted(tmp_path: Path) -> None:
     store.save(PairingState(MK, counter=0xFFFFFFFF))
     link = PersistentSymMeter(store, METER_ID)
     before = (tmp_path / "s.json").read_bytes()
-    assert link.handle(seal(0x01, 1)) == b""
+    assert link.handle(seal(0x01, 1)) == notice(1)
     assert link.meter.stats["counter_exhausted"] == 1
     assert (tmp_path / "s.json").read_bytes() == before
 
@@ -286,7 +289,7 @@ def test_counter_exhausted(tmp_path: Path) -> None:
 def test_overflow_of_garbage_is_bounded(rig: Rig) -> None:
     before = rig.file()
     # a plausible header that announces the maximum length, then far too much data
-    assert rig.send(b"\x01" + (8185).to_bytes(4, "big") + bytes(20000)) == b""
+    assert rig.send(b"\x01" + (8185).to_bytes(4, "big") + bytes(20000)) == notice(0)
     assert rig.link.meter.stats["overflow"] == 1
     assert rig.file() == before
 
@@ -321,9 +324,9 @@ def test_profile_defined_error_answers(tmp_path: Path) -> None:
     assert (msg.command, msg.data) == (0xFE, prof.pad(b"\x01"))
     assert PairingFailed("wrong_sequence") in rig.link.events()
     assert rig.file() == before
-    # unauthenticated or stale input is never answered, whatever the profile says
-    assert rig.send(seal(0x07, rig.next + 2, mk=OTHER_MK)) == b""
-    assert rig.send(seal(0x07, 1)) == b""
+    # unauthenticated or stale input only gets the rejection notice, whatever the profile says
+    assert rig.send(seal(0x07, rig.next + 2, mk=OTHER_MK)) == prof.rejection_notice(rig.next + 2)
+    assert rig.send(seal(0x07, 1)) == prof.rejection_notice(1)
     assert rig.link.meter.stats["old_counter"] == 1 and rig.link.meter.stats["bad_mac"] == 1
     # rejected requests consume no counter (nothing is persisted): a repeat gets the identical answer
     assert rig.send(seal(0x07, rig.next)) == rig.send(seal(0x07, rig.next))

@@ -9,14 +9,15 @@ from test_tls_hdlc_support import MK, SERVER_ID, Link
 
 from bab.hdlc import events as ev
 from bab.hdlc.frame import Selector
-from bab.sym import PersistentSymMeter, SymGateway, SymStore
+from bab.sym import PersistentSymMeter, Profile2015, SymGateway, SymStore
 from bab.sym.hdlc_layer import PairingResult, SymPairingClient, SymServerLayer
 
 SYM = Selector.SYM_HDLC
 
 
 class MeterSide:
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, profile: Profile2015 | None = None) -> None:
+        self.profile = profile
         self.store = SymStore(tmp_path / "sym.json")
         self.store.set_master_key(MK)
         self.failures: list[str] = []
@@ -26,7 +27,8 @@ class MeterSide:
     def layer(self, selector: int):
         if selector != SYM:
             return None
-        sym = PersistentSymMeter(self.store, SERVER_ID, own_certificate=make_cert("meter-own")[0])
+        sym = PersistentSymMeter(self.store, SERVER_ID, own_certificate=make_cert("meter-own")[0],
+                                 profile=self.profile)
         layer = SymServerLayer(sym, on_failure=self.failures.append, on_paired=self.paired.append, name="m")
         self.layers.append(layer)
         return layer
@@ -96,21 +98,38 @@ def test_abandoned_pairing_is_counted_and_changes_nothing_persistent(tmp_path) -
     assert c2.result.ok and meter.store.load().paired
 
 
-def test_wrong_master_key_ends_with_dm_at_once(tmp_path) -> None:
-    """A request the meter cannot authenticate gets no SYM answer; the next poll gets DM, so the gateway's
+def test_wrong_master_key_ends_at_once_with_the_rejection_notice(tmp_path) -> None:
+    """A request the meter cannot authenticate gets the rejection notice instead of an answer, so the gateway's
     pairing fails at once instead of polling (the reference gateway would poll RR until it crashes)."""
     meter = MeterSide(tmp_path)
     link = Link(meter.layer)
     results: list[PairingResult] = []
     c = client(bytes(range(16)), on_result=results.append)
     result = link.converse(SYM, c)
-    assert isinstance(result, ev.ExchangeFailed) and result.reason == "refused (DM)"
-    assert results == [c.result] and not c.result.ok
+    assert isinstance(result, ev.ConversationDone)  # the gateway ends the conversation with DISC
+    assert results == [c.result] and c.result.reason == "refused_by_meter"
     assert meter.failures == ["bad_mac"]
-    assert link.station.counters.layer_closes == 1
     assert link.gw.counters.timeouts == 0
     assert not meter.store.load().paired
     c2 = client()  # the right MK pairs afterwards
+    assert isinstance(link.converse(SYM, c2), ev.ConversationDone) and c2.result.ok
+
+
+class NoNotice(Profile2015):
+    """A profile without a rejection notice: the HDLC layer must end the connection with DM instead."""
+
+    def rejection_notice(self, counter: int) -> None:  # type: ignore[override]
+        return None
+
+
+def test_without_a_rejection_notice_the_layer_answers_dm(tmp_path) -> None:
+    meter = MeterSide(tmp_path, profile=NoNotice())
+    link = Link(meter.layer)
+    c = client(bytes(range(16)))
+    result = link.converse(SYM, c)
+    assert isinstance(result, ev.ExchangeFailed) and result.reason == "refused (DM)"
+    assert c.result.reason == "refused (DM)" and link.station.counters.layer_closes == 1
+    c2 = client()
     assert isinstance(link.converse(SYM, c2), ev.ConversationDone) and c2.result.ok
 
 

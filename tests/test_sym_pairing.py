@@ -13,6 +13,7 @@ from test_sym_support import (
     gw_cert,
     make_cert,
     meter_creds,
+    notice,
     own_cert,
     paired_ok,
     run_pairing,
@@ -85,10 +86,9 @@ def test_profiles_must_match() -> None:
     meter = SymMeter(PairingState(MK), METER_ID, profile=Profile2015(emh_bug=True), own_certificate=own_cert())
     gw = SymGateway(MK, METER_ID, gw_cert())
     m_ev, g_ev = run_pairing(meter, gw)
-    assert g_ev == [] and not gw.done  # the meter drops everything; the gateway would time out
+    # the meter cannot authenticate the SYNC and answers the rejection notice: the gateway fails at once
+    assert g_ev == [PairingFailed("refused_by_meter")] and gw.done
     assert [e.reason for e in m_ev if isinstance(e, MessageDropped)] == ["bad_mac"]
-    gw.timeout()
-    assert gw.events() == [PairingFailed("timeout")]
     assert meter.state == PairingState(MK)
 
 
@@ -98,7 +98,7 @@ def test_route_b_without_own_certificate_fails_cleanly() -> None:
     m_ev, g_ev = run_pairing(meter, gw)
     assert PairingFailed("no_own_certificate") in m_ev
     assert meter.stats["no_own_certificate"] == 1
-    assert not meter.state.paired and not gw.done
+    assert not meter.state.paired and PairingFailed("refused_by_meter") in g_ev
 
 
 def test_injection_can_be_disabled() -> None:
@@ -152,7 +152,7 @@ def test_sync_always_restarts_with_a_fresh_counter() -> None:
     assert again[0] == 0x81 and int.from_bytes(again[5:9], "big") == 53
     assert PairingFailed("restarted") in meter.events()
     meter.receive(gw.data_to_send())  # the abandoned run's next request (counter 53) is stale now
-    assert meter.data_to_send() == b"" and meter.stats["replayed_counter"] == 1
+    assert meter.data_to_send() == notice(53) and meter.stats["replayed_counter"] == 1
     assert meter.state.counter == 52  # only the accepted ALGORITHMS request was persisted
     gw2 = SymGateway(MK, METER_ID, gw_cert())  # a gateway starting again pairs at once
     gw2.start()
@@ -213,7 +213,7 @@ def test_crypto_reset_then_repair_with_new_gateway(tmp_path) -> None:
     new_gw_cert = make_cert("gateway-2")[0]
     gw2 = SymGateway(MK, METER_ID, new_gw_cert)
     gw2.start()
-    assert link.handle(gw2.data_to_send()) == b""
+    assert link.handle(gw2.data_to_send()) == notice(0xFFFFFFFF)
     assert MessageDropped("already_paired", 0x01, 0xFFFFFFFF) in link.events()
     assert (tmp_path / "sym.json").read_bytes() == before
 

@@ -22,6 +22,14 @@ from bab.sym import (
 )
 
 MK = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+def notice(counter: int) -> bytes:
+    """Profile 2015's rejection notice for a request with ``counter`` (what a dropped request gets back)."""
+    from bab.sym import Profile2015
+
+    return Profile2015().rejection_notice(counter)
+
 OTHER_MK = bytes.fromhex("ffeeddccbbaa99887766554433221100")
 METER_ID = MeterId.parse("1EMH0004911613").server_id
 

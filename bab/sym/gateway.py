@@ -175,6 +175,9 @@ class SymGateway(SymOutputs):
             return
         command, counter = self._outstanding
         step = p.flow[self._position]
+        if p.is_rejection_notice(raw):
+            self._fail("refused_by_meter")  # the meter dropped or rejected our request (e.g. a wrong MK)
+            return
         try:
             msg = p.open(self._key(), self._meter_id, Direction.METER_TO_GATEWAY, raw)
             if msg.command != p.answer_code(command):

@@ -6,12 +6,12 @@ released). :class:`SymPairingClient` is the gateway side, a :class:`~bab.hdlc.up
 :class:`~bab.sym.gateway.SymGateway`; it ends with a :class:`PairingResult` (the meter's certificate on
 success).
 
-The SYM meter never answers unauthenticated, stale or rejected requests (bad MAC, wrong MK, replay, wrong
-sequence) with a SYM message. A gateway waits for an answer to every request, and the reference gateway polls
-RR for it until it crashes (LMN-STACK.md section 13), so :class:`SymServerLayer` then ends the connection:
-the poll after a request that got no answer is answered DM (:class:`~bab.hdlc.upper.CloseConnection`), and
-the gateway sees its pairing fail at once. A request still arriving (a message split over I-frames) is
-answered RR as usual.
+The SYM meter answers a request it drops or rejects (bad MAC, wrong MK, replay, wrong sequence) with the
+profile's rejection notice (:meth:`~bab.sym.profile.SymProfile.rejection_notice`), because a gateway waits for
+an answer to every request (the reference gateway polls RR for it until it crashes, and crashes on DM,
+LMN-STACK.md section 13). For a profile without a notice, :class:`SymServerLayer` ends the connection instead:
+the poll after a request that got no answer is answered DM (:class:`~bab.hdlc.upper.CloseConnection`). A request
+still arriving (a message split over I-frames) is answered RR as usual.
 
 A meter that stays silent (RR to every poll) is still possible on the wire: :class:`SymPairingClient` gives
 up after ``max_idle_polls`` polls without an answer (the layer gets no clock; with the station's 2 ms idle

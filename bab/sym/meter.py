@@ -22,21 +22,23 @@ Policy (documented choices for profile 2015, [I]):
   (equal = ``replayed_counter``, lower = ``old_counter``; the gateway uses the last answer's counter + 1)
   and its answer echoes that counter. The new high-water mark is persisted before the answer is released.
   A crypto-reset keeps the counter (old messages stay unreplayable).
-* **Always dropped, never answered** (an attacker without MK must not make the meter talk; the HDLC layer
-  closes the connection with DM so the gateway stops polling, :mod:`bab.sym.hdlc_layer`): bad length
-  field / truncated message / flood (``bad_length``, ``truncated``, ``overflow``), CMAC failure
-  (``bad_mac``: wrong MK, wrong meter ID, bit errors), stale counter (``replayed_counter``,
-  ``old_counter``), ``counter_exhausted``.
+* **Dropped, answered only with the profile's rejection notice** (:meth:`SymProfile.rejection_notice`: a
+  message that carries nothing authenticated, because a gateway waits for an answer to every request; profile
+  2015's notice fails the gateway's MAC check, which ends the reference gateway's pairing cleanly, where DM,
+  silence or RR make it crash or poll forever, LMN-STACK.md 13). An attacker without MK learns nothing but
+  "rejected": bad length field / flood (``bad_length``, ``overflow``), CMAC failure (``bad_mac``: wrong MK,
+  wrong meter ID, bit errors), stale counter (``replayed_counter``, ``old_counter``), ``counter_exhausted``.
+  A running pairing continues in the engine.
 * **Authenticated and fresh, but rejected**: the answer is whatever :meth:`SymProfile.error_answer`
-  returns; profile 2015 defines no error message, so these are dropped too (the HDLC layer answers DM).
-  Running pairing continues in the engine: unknown command (``unknown_command``), anything while paired
-  (``already_paired``). Running pairing aborted with :class:`PairingFailed` (the peer holds MK but does
-  something wrong; it must restart with SYNC): command out of order (``wrong_sequence``), bad payload
-  (``bad_der``, ``bad_certificate``, ``bad_private_key``, ``key_mismatch``, ``bad_payload_length``,
-  ``bad_algorithms``), route (b) without an own certificate (``no_own_certificate``), injection refused
-  (``injection_refused``), an answer too long for the profile (``message_too_long``).
-* Also aborting, never answered: bad padding behind a valid MAC (``bad_padding``), failed state write
-  (``store_write_failed``), :meth:`SymMeter.connection_reset` (``connection_reset``).
+  returns, else the rejection notice (profile 2015 defines no error message). Running pairing continues:
+  unknown command (``unknown_command``), anything while paired (``already_paired``). Running pairing
+  aborted with :class:`PairingFailed` (the peer holds MK but does something wrong; it must restart with
+  SYNC): command out of order (``wrong_sequence``), bad payload (``bad_der``, ``bad_certificate``,
+  ``bad_private_key``, ``key_mismatch``, ``bad_payload_length``, ``bad_padding``, ``bad_algorithms``), route
+  (b) without an own certificate (``no_own_certificate``), injection refused (``injection_refused``), an
+  answer too long for the profile (``message_too_long``), a failed state write (``store_write_failed``).
+* Aborting without an answer: a message cut off by :meth:`SymMeter.connection_reset` (``truncated``,
+  ``connection_reset``): the connection is gone.
 * Nothing of a failed message is ever persisted. Certificates and keys received during a pairing stay in
   memory until COMMIT, which persists ``paired`` with all of them in ONE :class:`SaveState`.
 * Re-pairing while paired is refused until a crypto-reset (:meth:`SymMeter.crypto_reset`).
@@ -144,6 +146,7 @@ class SymMeter(SymOutputs):
             # more than any legal message can explain: line noise or a flood; start over
             self._drop("overflow")
             self._inbuf.clear()
+            self._notice(0)
             return
         self._inbuf += data
         self._process()
@@ -164,9 +167,11 @@ class SymMeter(SymOutputs):
 
     def state_save_failed(self) -> None:
         """The write of the last :class:`SaveState` failed: nothing changes, the pairing is aborted."""
-        self._take_pending()
+        pending = self._take_pending()
         self._drop("store_write_failed")
         self._abort("store_write_failed")
+        if not pending.discard_answer:
+            self._notice(int.from_bytes(pending.answer[5:9], "big") if len(pending.answer) >= 9 else 0)
         self._process()
 
     def connection_reset(self) -> None:
@@ -202,6 +207,12 @@ class SymMeter(SymOutputs):
         log.info("SYM message dropped: %s (cmd %s, counter %s)", reason, cmd, cnt)
         self._events.append(MessageDropped(reason, cmd, cnt))
 
+    def _notice(self, counter: int) -> None:
+        """Answer a dropped or rejected request with the profile's rejection notice (if it has one)."""
+        notice = self._profile.rejection_notice(counter)
+        if notice is not None:
+            self._outbuf += notice
+
     def _abort(self, reason: str) -> None:
         if self._session is not None:
             self._session = None
@@ -214,7 +225,9 @@ class SymMeter(SymOutputs):
                 total = self._profile.frame_length(bytes(self._inbuf))
             except SymError as exc:
                 self._drop(exc.reason)
+                counter = int.from_bytes(self._inbuf[5:9], "big") if len(self._inbuf) >= 9 else 0
                 self._inbuf.clear()
+                self._notice(counter)
                 return
             if total is None or len(self._inbuf) < total:
                 return
@@ -232,11 +245,12 @@ class SymMeter(SymOutputs):
         try:
             msg = profile.open(key, self._meter_id, Direction.GATEWAY_TO_METER, raw)
         except SymError as exc:
-            # Unauthenticated input is never answered. A bad padding behind a valid MAC is the peer's
+            # Unauthenticated input gets only the rejection notice. A bad padding behind a valid MAC is the peer's
             # fault, so a running pairing is aborted in that case (still no answer: no counter check yet).
             self._drop(exc.reason)
             if exc.reason == "bad_padding":
                 self._abort(exc.reason)
+            self._notice(int.from_bytes(raw[5:9], "big"))
             return
         step = profile.step_of(msg.command)
         if step not in profile.flow:
@@ -247,13 +261,16 @@ class SymMeter(SymOutputs):
         if not sync:
             if msg.counter == hw:
                 self._drop("replayed_counter", msg)
+                self._notice(msg.counter)
                 return
             if msg.counter < hw:
                 self._drop("old_counter", msg)
+                self._notice(msg.counter)
                 return
         new_counter = hw + 1 if sync else msg.counter
         if new_counter > COUNTER_MAX:
             self._drop("counter_exhausted", msg)
+            self._notice(msg.counter)
             return
         # from here on the request is authenticated and fresh
         if self._state.paired:
@@ -302,8 +319,10 @@ class SymMeter(SymOutputs):
                 self._outbuf += self._profile.seal(
                     key, self._meter_id, Direction.METER_TO_GATEWAY, code, counter, payload
                 )
+                return
             except SymError as exc:
                 log.warning("SYM error answer not sent: %s", exc.reason)
+        self._notice(msg.counter)
 
     def _perform(
         self, step: PairingStep, msg: SymMessage, key: bytes, session: _Session, counter: int

@@ -154,6 +154,17 @@ class SymProfile(ABC):
         The 2015 reference defines no error message: None."""
         return None
 
+    def rejection_notice(self, counter: int) -> bytes | None:
+        """What the meter sends in place of an answer to a complete request it drops or rejects (bad MAC, stale
+        counter, wrong sequence, ...), because a gateway waits for an answer to every request; ``counter`` is the
+        request's (0 when unreadable). It must not be a valid message: it carries no authenticated content.
+        None: nothing is sent (the HDLC layer then ends the connection with DM)."""
+        return None
+
+    def is_rejection_notice(self, raw: bytes) -> bool:
+        """True when ``raw`` is this profile's :meth:`rejection_notice` (the gateway fails the pairing at once)."""
+        return False
+
     # -- payload codecs ------------------------------------------------------------------------------------
     # Every payload is self-delimiting; a codec reads its payload from the start of the decrypted data and
     # hands the rest to check_tail, which knows the profile's padding rule.

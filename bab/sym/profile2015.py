@@ -35,6 +35,9 @@ cmd   step              gateway payload              meter answer payload (BAB)
 0x05  COMMIT            none                         0x85: max TLS fragment length, 2 bytes BE
 ====  ================  ===========================  ===========================================
 
+A request the meter drops or rejects is answered with a *rejection notice* (:meth:`Profile2015.rejection_notice`,
+BAB's choice [I]): the reference gateway needs an answer that fails its MAC check to end a pairing cleanly.
+
 Option ``emh_bug`` (the reference's ``EMHBUG=1`` for the "EMH Zaehlerbug" of 2015 EMH firmware): the K/L code
 pairs are swapped (meter -> gateway uses 0x10/0x11, gateway -> meter 0x00/0x01), the last byte of the
 key-derivation block is 0x00 instead of 0x01, and padding bytes are 0x00 instead of the pad length (padding
@@ -50,6 +53,7 @@ from .profile import Direction, PairingStep, SymMessage, SymProfile
 HEADER_LENGTH = 9
 SYNC_COUNTER = 0xFFFFFFFF  # the reference gateway's first counter (STARTCOUNT)
 ANSWER_FLAG = 0x80
+REJECTION_CODE = 0xFF  # command code of the rejection notice (BAB's choice, [I])
 
 _D_CODES = {
     Direction.METER_TO_GATEWAY: (0x00, 0x01),
@@ -162,6 +166,17 @@ class Profile2015(SymProfile):
             raise SymAuthError(f"CMAC does not verify (cmd 0x{raw[0]:02x}, counter {counter})")
         body = signed[HEADER_LENGTH:]
         return SymMessage(raw[0], counter, cbc_decrypt(enc_key, body) if body else b"")
+
+    def rejection_notice(self, counter: int) -> bytes:
+        """``FF | len 25 | CNT | 16 zero bytes``: shaped like an empty answer, but its MAC never verifies. The
+        reference gateway checks only the MAC of an answer and reports a failed pairing on a bad one; DM, silence
+        or RR instead make it crash or poll forever (LMN-STACK.md 13), so a meter must answer something."""
+        total = HEADER_LENGTH + self.mac_length
+        return bytes([REJECTION_CODE]) + total.to_bytes(4, "big") + counter.to_bytes(4, "big") + bytes(self.mac_length)
+
+    def is_rejection_notice(self, raw: bytes) -> bool:
+        return (len(raw) == HEADER_LENGTH + self.mac_length and raw[0] == REJECTION_CODE
+                and raw[-self.mac_length:] == bytes(self.mac_length))
 
     # -- command set ---------------------------------------------------------------------------------------
 
