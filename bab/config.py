@@ -86,7 +86,7 @@ LMN = Map(
 
 DRIVER = Map(
     doc="the legacy meter behind this LMN meter; `type` names an installed driver plugin",
-    fields={"type": Str(doc="simulated | d0 | edl | s0 | an installed plugin")},
+    fields={"type": Str(doc="simulated | d0 | edl | s0 | mbus | an installed plugin")},
     discriminator="type",
     variants=_driver_options,
     variant_hint=lambda: "installed drivers: " + ", ".join(sorted(available_drivers())),
@@ -101,8 +101,24 @@ SYM = Map(
     },
 )
 
+
+def _check_meter(meter: dict[str, Any]) -> tuple[tuple[str, ...], str] | None:
+    """The driver's own check of its options against the meter ID (e.g. the medium digit of an M-Bus meter)."""
+    options = dict(meter["driver"])
+    cls = available_drivers().get(options.get("type", ""))
+    check = getattr(cls, "check", None)
+    if check is None:
+        return None
+    problem = check(options, str(meter["id"]))
+    if problem is None:
+        return None
+    key, message = problem
+    return (("id",) if key == "id" else ("driver", key)), message
+
+
 METER = Map(
     doc="one LMN participant presented to the gateway",
+    check=_check_meter,
     fields={
         "id": Custom(convert=_meter_id, what="a DIN 43863-5 meter ID such as '1BAB0012345678'",
                      doc="DIN 43863-5 meter ID; the 10-byte SML server ID is derived from it"),

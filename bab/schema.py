@@ -260,6 +260,8 @@ class Map(Type):
     variants: Callable[[str], dict[str, Type] | None] | None = None
     discriminator: str | None = None
     variant_hint: Callable[[], str] | None = None  # lists the valid discriminator values for errors
+    # A check across keys of the validated mapping: None, or (key path, message) of the first problem.
+    check: Callable[[dict[str, Any]], tuple[tuple[str, ...], str] | None] | None = None
 
     def expected(self) -> str:
         return "a mapping"
@@ -309,7 +311,24 @@ class Map(Type):
                 if ftype.default is REQUIRED:
                     raise ctx.error(node, _join(path, key), f"missing required key ({ftype.expected()})")
                 out[key] = ftype.default_value()
+        if self.check is not None:
+            problem = self.check(out)
+            if problem is not None:
+                keys, message = problem
+                raise ctx.error(_node_at(node, keys), _join(path, ".".join(keys)), message)
         return out
+
+
+def _node_at(node: yaml.Node, keys: tuple[str, ...]) -> yaml.Node:
+    """The node of a key path below a mapping node (as deep as it exists), for error locations."""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        found = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+        if found is None:
+            break
+        node = found
+    return node
 
 
 def _join(path: str, key: str) -> str:

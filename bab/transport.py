@@ -183,6 +183,19 @@ class StreamTransport:
             self._lost = TransportLost(f"{self.port}: {exc}")
             raise self._lost from None
 
+    def discard_pending(self) -> int:
+        """Drop received bytes nobody has read yet (a notice that the port was lost is kept); their count."""
+        dropped, kept = 0, []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, BaseException):
+                kept.append(item)
+            else:
+                dropped += len(item)
+        for item in kept:
+            self._queue.put_nowait(item)
+        return dropped
+
     def set_baudrate(self, baudrate: int) -> None:
         """Change the line speed (the D0 core decides when)."""
         try:

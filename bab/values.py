@@ -1,7 +1,9 @@
 """The latest readings of one meter: what its driver published, what the COSEM model serves.
 
-Implements the driver API's :class:`~legacy_drivers.api.ReadingSink`. Energy registers (OBIS C = 1..2,
-D = 8) never go backwards: a smaller value is flagged (WENT_BACKWARDS), logged once, and the old value kept.
+Implements the driver API's :class:`~legacy_drivers.api.ReadingSink`. Energy registers (electricity OBIS
+D = 8) and the main registers of the other media (gas volume 7-0:3.0.0, water 8/9-0:1.0.0, heat and cooling
+energy 6/5-0:1.0.0, :mod:`bab.medium`) never go backwards: a smaller value is flagged (WENT_BACKWARDS),
+logged once, and the old value kept.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from bab.medium import is_main_register
 from bab.obis import Obis
 from bab.reading import Reading, ReadingStatus
 from legacy_drivers.api import Health
@@ -18,7 +21,10 @@ log = logging.getLogger("bab.values")
 
 
 def is_energy_register(obis: Obis) -> bool:
-    return obis.d == 8 and obis.c in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    """A cumulative register that must not decrease (see the module docstring)."""
+    if obis.a == 1:
+        return obis.d == 8 and obis.c in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    return is_main_register(Obis(obis.a, obis.b, obis.c, obis.d, obis.e))
 
 
 @dataclass

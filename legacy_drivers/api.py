@@ -65,6 +65,13 @@ class Driver(abc.ABC):
         self.options = options
         self.context = context
 
+    @classmethod
+    def check(cls, options: Mapping[str, Any], meter_id: str) -> tuple[str, str] | None:
+        """A check of the validated options together with the meter ID, run when the configuration is loaded:
+        None, or (option key or ``"id"``, message) of the first problem (e.g. a gas meter's ID must start with
+        7). The default accepts everything."""
+        return None
+
     @abc.abstractmethod
     async def run(self, sink: ReadingSink) -> None:
         """Read the legacy meter until cancelled, publishing readings and health to ``sink``.

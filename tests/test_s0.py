@@ -254,8 +254,10 @@ def test_options_schema_from_yaml(tmp_path: Path) -> None:
     assert opts["min_pulse_width"] == 0.030 and opts["persist_interval"] == 60.0
     driver = S0Driver(opts, DriverContext("x", str(tmp_path)))
     assert driver.load().kwh == Decimal("4711.25")
-    with pytest.raises(ConfigError, match="meter_constant: missing required key"):
-        load_yaml("line: 17\n", schema, "bab.yaml")
+    # exactly one of meter_constant / pulse_value (checked with the meter ID when the config is loaded)
+    assert S0Driver.check(load_yaml("line: 17\n", schema, "bab.yaml"), "1ABC0012345678")[0] == "meter_constant"
+    both = load_yaml("line: 17\nmeter_constant: 100\npulse_value: 0.01\n", schema, "bab.yaml")
+    assert S0Driver.check(both, "1ABC0012345678")[0] == "meter_constant"
     with pytest.raises(ConfigError, match="min_pulse_width"):
         load_yaml("line: 17\nmeter_constant: 1000\nmin_pulse_width: 0\n", schema, "bab.yaml")
 

@@ -10,6 +10,10 @@ OBIS                   class        access  value
 1-0:16.7.0*255         Register     R       active power, Integer64 (signed)
 1-0:32/52/72.7.0*255   Register     R       voltage L1..L3, u64 (only while the driver provides them)
 1-0:31/51/71.7.0*255   Register     R       current L1..L3, u64 (only while the driver provides them)
+5/6-0:1.0.0, 7-0:3.0.0, 0x8002       R       main register of a cooling/heat (energy), gas or water meter
+8/9-0:1.0.0                                 (volume), as 1.8.0 (only while the driver provides it)
+5/6-0:C.0.0, 8/9-0:2.0.0  Register  R       heat/cooling volume, power, flow, temperatures; water flow
+                                            (signed Integer64; only while the driver provides them)
 1-0:96.5.0*255         Data         R       status word, Unsigned32 (:mod:`.status_word`)
 1-0:96.1.0*255         Data         R       device ID = the 10-byte server ID
 1-0:96.50.1*1          Data         R       manufacturer FLAG (3 ASCII letters of the server ID)
@@ -19,8 +23,10 @@ OBIS                   class        access  value
 1-0:94.49.0*7          Data         W       crypto-reset, Boolean, write-only (see :meth:`BaseMeterModel.crypto_reset`)
 =====================  ===========  ======  ===================================================================
 
-Values carry the reading's own scaler and unit (attribute 3); registers never go backwards because the value
-store keeps the old value and flags WENT_BACKWARDS, which shows in the register status and the status word.
+A BAB presents one medium per meter (its meter ID's first digit, :mod:`bab.medium`): the registers of the
+other media simply do not exist while no driver provides them. Values carry the reading's own scaler and
+unit (attribute 3); registers never go backwards because the value store keeps the old value and flags
+WENT_BACKWARDS, which shows in the register status and the status word.
 A register without any reading yet fails with AccessFailure.NO_DATA.
 
 Crypto-reset: writing TRUE calls :attr:`BaseMeterModel.crypto_reset_hook`, which the pairing layer installs.
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bab import __version__
+from bab.medium import AUXILIARY_REGISTERS, MAIN_REGISTERS, Medium
 from bab.obis import Obis
 from bab.reading import Reading
 from bab.sml.tl import Integer, Unsigned
@@ -77,8 +84,14 @@ CRYPTO_RESET = Obis(1, 0, 94, 49, 0, 7)
 
 #: Placeholder device class (1-0:94.49.1.5): the FNN coding of the Geräteklasse is not public.
 DEFAULT_DEVICE_CLASS = b"BAB\x00\x00\x01"
+#: Main registers of the other media (gas, water, heat, cooling; bab.medium), with their F = 255 names.
+MEDIUM_MAIN = tuple(Obis(o.a, o.b, o.c, o.d, o.e, 255) for m, o in sorted(MAIN_REGISTERS.items())
+                    if m is not Medium.ELECTRICITY)
+MEDIUM_AUXILIARY = tuple(sorted(AUXILIARY_REGISTERS))
 #: Register objects whose readings are served, in list order (GetList, status word).
-REGISTERS = (ENERGY_IMPORT, ENERGY_EXPORT, POWER, *VOLTAGES, *CURRENTS)
+REGISTERS = (ENERGY_IMPORT, ENERGY_EXPORT, POWER, *VOLTAGES, *CURRENTS, *MEDIUM_MAIN, *MEDIUM_AUXILIARY)
+#: Registers with a status (class 0x8002 attribute 5) in the GetList.
+_STATUS_REGISTERS = frozenset((ENERGY_IMPORT, ENERGY_EXPORT, *MEDIUM_MAIN))
 
 
 def name_of(obis: Obis, cls: CosemClass) -> bytes:
@@ -117,7 +130,8 @@ class BaseMeterModel:
         self.clock = clock
         self.state_dir = Path(state_dir)
         self.seconds_index = SecondsIndex(self.state_dir, clock(), persist_every=persist_every, writer=writer)
-        self.profile = ProfileBuffer(self.state_dir, period=profile_period, depth=profile_depth, writer=writer)
+        self.profile = ProfileBuffer(self.state_dir, period=profile_period, depth=profile_depth, writer=writer,
+                                     objects=(ENERGY_IMPORT, ENERGY_EXPORT, *MEDIUM_MAIN))
         self.crypto_reset_hook: Callable[[], bool] | None = None
         self.crypto_resets = 0
         if manufacturer is None:
@@ -135,6 +149,12 @@ class BaseMeterModel:
             add(self._register(obis, reg, False, f"voltage L{i + 1}", optional=True))
         for i, obis in enumerate(CURRENTS):
             add(self._register(obis, reg, False, f"current L{i + 1}", optional=True))
+        names = {o: m.name.lower().replace("_", " ") for m, o in MAIN_REGISTERS.items()}
+        for obis in MEDIUM_MAIN:
+            add(self._register(obis, CosemClass.ADVANCED_EXT_REGISTER, False, f"{names[obis]} meter register",
+                               optional=True))
+        for obis in MEDIUM_AUXILIARY:
+            add(self._register(obis, reg, True, AUXILIARY_REGISTERS[obis], optional=True))
         add(self._data(STATUS_WORD, lambda: Unsigned(self.status_word(), 4), "status word"))
         add(self._data(DEVICE_ID, lambda: self.server_id, "device ID"))
         add(self._data(MANUFACTURER, lambda: manufacturer, "manufacturer"))
@@ -220,9 +240,9 @@ class BaseMeterModel:
             r = self.values.get(obis)
             if r is None:
                 continue
-            status = Unsigned(register_status(r), 4) if obis in (ENERGY_IMPORT, ENERGY_EXPORT) else None
+            status = Unsigned(register_status(r), 4) if obis in _STATUS_REGISTERS else None
             entries.append(ListEntry(obis.to_bytes(), status, idx, int(r.unit), r.scaler,
-                                     _number(r.value, signed=obis == POWER)))
+                                     _number(r.value, signed=obis == POWER or obis in MEDIUM_AUXILIARY)))
         return entries
 
     # ------------------------------------------------------------------------------------- daemon calls

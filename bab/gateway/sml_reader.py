@@ -2,8 +2,9 @@
 
 ``SmlReader(report)`` is a :data:`bab.gateway.app.Reader`: for each poll it returns a
 ``PollJob(selector=3, SmlClient)`` (plain SML_COSEM while unpaired, LMN-STACK.md 0 fact 6) that reads
-1-0:1.8.0, 1-0:2.8.0, 1-0:16.7.0, the device ID, manufacturer and firmware version, and reports each value
-when the conversation completes, e.g. ``1BAB0012345678 1-0:1.8.0*255 = 12345.678 kWh``.
+1-0:1.8.0, 1-0:2.8.0, 1-0:16.7.0 (a gas, water or heat meter: its main register instead, by the medium digit
+of its ID), the device ID, manufacturer and firmware version, and reports each value when the conversation
+completes, e.g. ``1BAB0012345678 1-0:1.8.0*255 = 12345.678 kWh`` or ``7ACW0010020387 7-0:3.0.0*255 = 0.26 m³``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bab.hdlc.primary import Participant
 from bab.meter_id import MeterId
 from bab.obis import Obis
 from bab.reading import Reading
-from bab.sml.client import DEFAULT_OBJECTS, ObjectRequest, SmlClient, SmlResult
+from bab.sml.client import ObjectRequest, SmlClient, SmlResult, objects_for
 from bab.sml.tl import Unsigned
 from bab.units import Unit
 
@@ -23,7 +24,8 @@ from .app import PollJob, describe
 
 SML_COSEM = 3
 _DISPLAY = {Unit.WH: ("kWh", 3), Unit.W: ("W", 0), Unit.V: ("V", 0), Unit.A: ("A", 0), Unit.HZ: ("Hz", 0),
-            Unit.VARH: ("kvarh", 3), Unit.VAR: ("var", 0)}
+            Unit.VARH: ("kvarh", 3), Unit.VAR: ("var", 0), Unit.M3: ("m³", 0), Unit.M3_PER_H: ("m³/h", 0),
+            Unit.J: ("GJ", 9), Unit.CELSIUS: ("°C", 0), Unit.K: ("K", 0)}
 
 
 def format_reading(r: Reading) -> str:
@@ -49,12 +51,12 @@ def format_octets(obis: Obis, raw: bytes) -> str:
 class SmlReader:
     """Reads every participant on each poll and reports what it read; ``results`` keeps the latest per meter."""
 
-    def __init__(self, report: Callable[[str], None], *, objects: Sequence[ObjectRequest] = DEFAULT_OBJECTS,
+    def __init__(self, report: Callable[[str], None], *, objects: Sequence[ObjectRequest] | None = None,
                  selector: int = SML_COSEM, on_result: Callable[[SmlResult], None] | None = None,
                  full_list: bool = True) -> None:
         self.report = report
         self.full_list = full_list  # also read the meter's GetList, so every register it has is printed
-        self.objects = tuple(objects)
+        self.objects = tuple(objects) if objects is not None else None  # None: by the meter's medium
         self.selector = selector
         self.on_result = on_result
         self.results: dict[bytes, SmlResult] = {}
@@ -75,7 +77,8 @@ class SmlReader:
             return PollJob(self.selector, SmlClient.set_parameter(
                 participant.server_id, name, value, attribute,
                 on_done=lambda result: self._written(name, attribute, result)))
-        return PollJob(self.selector, SmlClient.read_objects(participant.server_id, self.objects,
+        objects = self.objects if self.objects is not None else objects_for(participant.server_id)
+        return PollJob(self.selector, SmlClient.read_objects(participant.server_id, objects,
                                                              full_list=self.full_list, on_done=self._done))
 
     def _written(self, name: ObjectName, attribute: int, result: SmlResult) -> None:

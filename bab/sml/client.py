@@ -76,6 +76,24 @@ DEFAULT_OBJECTS: tuple[ObjectRequest, ...] = (
     ObjectRequest(ObjectName(FIRMWARE_VERSION, CosemClass.DATA)),
 )
 
+
+
+def objects_for(server_id: bytes) -> tuple[ObjectRequest, ...]:
+    """What the software gateway reads from a meter of this server ID: a gas, water, heat or cooling meter
+    (the medium digit of its ID, :mod:`bab.medium`) gets its main register asked for instead of 1.8.0/2.8.0/16.7.0."""
+    from ..medium import Medium
+    from ..meter_id import MeterId
+
+    try:
+        medium = Medium.of_sparte(MeterId.from_server_id(bytes(server_id)).sparte)
+    except (ValueError, UnicodeDecodeError):
+        medium = None
+    main = medium.main_register if medium is not None else None
+    if medium is None or medium is Medium.ELECTRICITY or main is None:
+        return DEFAULT_OBJECTS
+    return (ObjectRequest(ObjectName(main, _ADV), (2, 3, 4, 5)), *DEFAULT_OBJECTS[3:])
+
+
 _STATUS_ATTRIBUTE = {CosemClass.ADVANCED_EXT_REGISTER: 5, CosemClass.SIGNED_EXT_REGISTER: 4}
 
 

@@ -1,8 +1,14 @@
-"""The S0 pulse driver: counts debounced pulses of a GPIO line into a persisted energy register.
+"""The pulse driver: counts debounced pulses of a GPIO line into a persisted register (S0 energy, or the reed
+contact of a gas or water meter).
 
-The register (start value + pulses / meter constant) is published as ``obis`` (default 1-0:1.8.0) with
-status ESTIMATED every ``interval`` seconds. The pulse count is written to ``<state_dir>/s0-register.json``
-through :func:`bab.persist.write_json` (atomic, fsync'ed) at most every ``persist_interval`` seconds and when
+The register (start value + pulses / meter constant, or start value + pulses x pulse value) is published as
+``obis`` (default 1-0:1.8.0) with status ESTIMATED every ``interval`` seconds. Its unit follows the medium of
+``obis`` (:mod:`bab.medium`): kWh for electricity and heat, m³ for gas (7-0:3.0.0) and water (8-0:1.0.0,
+9-0:1.0.0); the meter ID must start with that medium's digit. For reed contacts ``min_pulse_gap`` debounces
+the opening of the contact as well (:mod:`~legacy_drivers.s0.counter`).
+
+The pulse count is written to ``<state_dir>/s0-register.json`` through :func:`bab.persist.write_json` (atomic,
+fsync'ed) at most every ``persist_interval`` seconds and when
 the driver stops, so a power cut loses at most the pulses of one interval and never corrupts the file.
 
 Health: ``starting``; ``ok`` while the GPIO line is held; ``source lost`` with the reason when libgpiod's
@@ -22,9 +28,10 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from bab.medium import Medium
 from bab.obis import Obis
 from bab.persist import read_json, write_json
-from bab.schema import Bool, Custom, Float, Int, Str
+from bab.schema import Bool, Custom, Float, Int, Nullable, Str
 
 from ..api import Driver, DriverContext, Health, ReadingSink
 from .counter import ENERGY_IMPORT, PulseCounter, Register
@@ -42,6 +49,23 @@ def _decimal(value: Any) -> Decimal:
     if not dec.is_finite() or dec < 0:
         raise ValueError(f"not a non-negative number: {value!r}")
     return dec
+
+
+def _positive(value: Any) -> Decimal:
+    dec = _decimal(value)
+    if dec <= 0:
+        raise ValueError(f"not a positive number: {value!r}")
+    return dec
+
+
+def register_unit(obis: Obis) -> str | None:
+    """The register unit for ``obis``'s medium: kWh (electricity, heat, cooling), m3 (gas, water), else None."""
+    medium = Medium.of_obis(obis)
+    if medium in (Medium.ELECTRICITY, Medium.HEAT, Medium.COOLING):
+        return "kWh"
+    if medium in (Medium.GAS, Medium.COLD_WATER, Medium.HOT_WATER):
+        return "m3"
+    return None
 
 
 def _line(value: Any) -> int | str:
@@ -66,10 +90,17 @@ class S0Driver(Driver):
         "bias": Str(doc="input bias", choices=("pull-up", "pull-down", "disabled", "as-is"), default="pull-up"),
         "min_pulse_width": Float(doc="shortest pulse counted, seconds (EN 62053-31: >= 30 ms)", default=0.030,
                                  min=0.001, max=10.0),
-        "meter_constant": Int(doc="impulses per kWh (printed on the meter, e.g. 1000 imp/kWh)", min=1),
-        "start_value": Custom(convert=_decimal, what="a number (kWh)",
-                              doc="register value in kWh when counting starts", default=Decimal(0)),
-        "obis": Custom(convert=lambda v: Obis.parse(str(v)), what="an OBIS code", doc="register published",
+        "min_pulse_gap": Float(doc="seconds the line must stay inactive to end a pulse (reed contacts: e.g. "
+                                   "0.05; 0 = the trailing edge ends it)", default=0.0, min=0.0, max=10.0),
+        "meter_constant": Nullable(Int(min=1), doc="impulses per kWh (printed on the meter, e.g. 1000 imp/kWh)",
+                                   default=None),
+        "pulse_value": Nullable(Custom(convert=_positive, what="a positive number"),
+                                doc="units per impulse instead of a meter constant (e.g. 0.01 m³/imp)",
+                                default=None),
+        "start_value": Custom(convert=_decimal, what="a number (kWh or m³)",
+                              doc="register value (in its unit) when counting starts", default=Decimal(0)),
+        "obis": Custom(convert=lambda v: Obis.parse(str(v)), what="an OBIS code",
+                       doc="register published: 1-0:1.8.0 (kWh), 7-0:3.0.0 gas or 8-0:1.0.0 water (m³) ...",
                        default=ENERGY_IMPORT),
         "interval": Float(doc="seconds between published readings", default=1.0, min=0.05),
         "persist_interval": Float(doc="seconds between writes of the pulse count (power-cut loss bound)",
@@ -77,17 +108,34 @@ class S0Driver(Driver):
         "reopen_interval": Float(doc="seconds between attempts to reopen the GPIO line", default=5.0, min=0.05),
     }
 
+    @classmethod
+    def check(cls, options: Mapping[str, Any], meter_id: str) -> tuple[str, str] | None:
+        if (options.get("meter_constant") is None) == (options.get("pulse_value") is None):
+            return "meter_constant", "give either meter_constant (impulses per kWh) or pulse_value (units per impulse)"
+        obis = options.get("obis", ENERGY_IMPORT)
+        if register_unit(obis) is None:
+            return "obis", f"{obis} is no register of electricity, heat, cooling, gas or water"
+        medium = Medium.of_obis(obis)
+        if medium is not None and medium is not Medium.ELECTRICITY and not meter_id.startswith(medium.digit):
+            return "obis", (f"{obis} is a {medium.name.lower().replace('_', ' ')} register: the meter ID must start "
+                            f"with {medium.digit}, not {meter_id[:1]!r}")
+        return None
+
     def __init__(self, options: Mapping[str, Any], context: DriverContext, *,
                  edge_source: EdgeSource | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(options, context)
-        opt = {k: t.default_value() for k, t in self.options_schema.items()
-               if k not in ("line", "meter_constant")}
+        opt = {k: t.default_value() for k, t in self.options_schema.items() if k != "line"}
         opt.update(options)
         self.opt = opt
+        problem = self.check(opt, context.meter_id)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        self.unit = register_unit(opt["obis"]) or "kWh"
         self.state_path = os.path.join(context.state_dir, STATE_FILE)
         self._source = edge_source
         self._clock = clock
-        self.counter = PulseCounter(min_width_ns=int(opt["min_pulse_width"] * 1e9))
+        self.counter = PulseCounter(min_width_ns=int(opt["min_pulse_width"] * 1e9),
+                                    min_gap_ns=int(opt["min_pulse_gap"] * 1e9))
         self.register: Register | None = None
         self.health: Health | None = None
         self._persisted = -1
@@ -103,15 +151,15 @@ class S0Driver(Driver):
 
     def load(self) -> Register:
         """The register from the state file under the current configuration (ValueError if corrupt)."""
-        start, constant = self.opt["start_value"], int(self.opt["meter_constant"])
+        start, constant, value = self.opt["start_value"], self.opt["meter_constant"], self.opt["pulse_value"]
         # temporary files of writes cut short by a power cut (the state file itself is always whole)
         for leftover in glob.glob(os.path.join(glob.escape(self.context.state_dir), f".{STATE_FILE}.*.tmp")):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
         stored = read_json(self.state_path)
         if stored is None:
-            return Register(start, constant, 0, start)
-        return Register.from_json(stored).reconfigured(start, constant)
+            return Register(start, constant, 0, start, value, self.unit)
+        return Register.from_json(stored).reconfigured(start, constant, value, self.unit)
 
     def persist(self, force: bool = False) -> None:
         """Write the pulse count if it changed (and ``persist_interval`` passed, unless ``force``)."""
@@ -133,10 +181,13 @@ class S0Driver(Driver):
         return GpiodEdgeSource(self.opt["chip"], self.opt["line"], active_low=self.opt["active_low"],
                                bias=self.opt["bias"])
 
+    def _count(self, counted: bool) -> None:
+        if counted and self.register is not None:
+            self.register = self.register.with_pulses(self.register.pulses + 1)
+
     async def _consume(self, source: EdgeSource) -> None:
         async for edge in source.edges():
-            if self.counter.edge(edge) and self.register is not None:
-                self.register = self.register.with_pulses(self.register.pulses + 1)
+            self._count(self.counter.edge(edge))
 
     async def run(self, sink: ReadingSink) -> None:
         self._set_health(sink, Health.STARTING)
@@ -160,6 +211,7 @@ class S0Driver(Driver):
                 consumer = asyncio.create_task(self._consume(source))
                 try:
                     while not consumer.done():
+                        self._count(self.counter.tick(int(self._clock() * 1e9)))  # a gap confirmed by time
                         sink.publish([self.register.reading(time.time(), self.opt["obis"])])
                         self.persist()
                         await asyncio.wait({consumer}, timeout=self.opt["interval"])
