@@ -64,7 +64,7 @@ def test_receiver_errors_named() -> None:
 @given(st.binary(max_size=300))
 def test_receiver_never_passes_a_frame_it_did_not_check(noise: bytes) -> None:
     for item in FrameReceiver().feed(noise):
-        if isinstance(item, LongFrame) or isinstance(item, ShortFrame):
+        if isinstance(item, (LongFrame, ShortFrame)):
             assert item.encode() in noise
 
 
