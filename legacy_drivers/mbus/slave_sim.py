@@ -43,16 +43,29 @@ from .records import bcd_digits, manufacturer_code
 class MbusSlaveSim:
     address: int
     telegrams: list[tuple[int, bytes]]  # (CI, user data) of each RSP_UD
-    ident: str = "00000000"
-    manufacturer: str = "BAB"
-    version: int = 1
-    medium: int = 0x03
+    ident: str | None = None  # secondary address; None: those of the first telegram's CI 72 header
+    manufacturer: str | None = None
+    version: int | None = None
+    medium: int | None = None
     reaction: float = 0.010  # seconds between the end of a request and the start of the answer
     faults: list[str] = field(default_factory=list)
     selected: bool = False
     requests: int = 0
     _index: int = 0
     _last_fcb: bool | None = None
+
+    def __post_init__(self) -> None:
+        ci, data = self.telegrams[0]
+        long_header = ci == 0x72 and len(data) >= 12
+        if self.ident is None:
+            self.ident = bcd_digits(data[0:4]) if long_header else None
+            self.ident = self.ident or "00000000"
+        if self.manufacturer is None:
+            self.manufacturer = manufacturer_code(int.from_bytes(data[4:6], "little")) if long_header else "BAB"
+        if self.version is None:
+            self.version = data[6] if long_header else 1
+        if self.medium is None:
+            self.medium = data[7] if long_header else 0x00
 
     def _answer(self, frame: bytes) -> bytes | None:
         if frame[0] != 0x68:
@@ -74,7 +87,7 @@ class MbusSlaveSim:
         if len(sel) != 8:
             return False
         want = "".join(f"{b >> 4:X}{b & 0x0F:X}" for b in reversed(sel[:4]))
-        if any(w != "F" and w != c for w, c in zip(want, self.ident, strict=True)):
+        if any(w != "F" and w != c for w, c in zip(want, str(self.ident), strict=True)):
             return False
         man = int.from_bytes(sel[4:6], "little")
         if man != 0xFFFF and manufacturer_code(man) != self.manufacturer:
@@ -118,12 +131,6 @@ def telegram_of(frame_hex: str) -> tuple[int, bytes]:
     if raw[0] != 0x68 or raw[3] != 0x68 or raw[1] != raw[2] or len(raw) != raw[1] + 6:
         raise ValueError("not a long frame")
     return raw[6], raw[7:-2]
-
-
-def ident_of(ci: int, data: bytes) -> str:
-    """The identification number in a CI 72 header."""
-    digits = bcd_digits(data[0:4]) if ci == 0x72 else None
-    return digits or "00000000"
 
 
 @dataclass
