@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bab.obis import Obis
 from bab.persist import read_json
 from bab.reading import Reading, ReadingStatus
 from bab.units import Unit
@@ -326,3 +327,66 @@ async def test_gpiod_adapter_with_a_stand_in_binding(tmp_path: Path, monkeypatch
     assert req.released
     os.close(req.r)
     os.close(req.w)
+
+
+# ---- volume pulses (reed contacts of gas and water meters) ------------------------------------------------
+
+
+def test_reed_contact_gap_debounce() -> None:
+    """With min_gap, an interruption shorter than the gap belongs to the pulse; the pulse counts once the gap is
+    confirmed (by the next pulse or by tick); a long closed phase is one pulse."""
+    c = PulseCounter(min_width_ns=50 * MS, min_gap_ns=50 * MS)
+    edges = [(0, True), (2, False), (3, True), (4, False), (5, True),  # make bounce
+             (3000, False), (3001, True), (3003, False)]  # 3 s closed, then break bounce
+    assert [c.edge(Edge(t * MS, a)) for t, a in edges] == [False] * 8
+    assert c.pulses == 0 and not c.tick(3040 * MS)  # the gap is not yet confirmed
+    assert c.tick(3053 * MS) and c.pulses == 1 and c.glitches == 0
+    c.edge(Edge(5000 * MS, True))
+    c.edge(Edge(5010 * MS, False))  # 10 ms: too short even as one pulse
+    assert c.edge(Edge(5100 * MS, True)) is False and c.glitches == 1  # the gap passed: the short one was a glitch
+    c.edge(Edge(5200 * MS, False))
+    assert c.edge(Edge(5300 * MS, True)) is True and c.pulses == 2  # a confirmed gap counts the pulse before
+
+
+def test_volume_register_pulse_value_and_json() -> None:
+    reg = Register(Decimal("123.45"), None, 7, Decimal("123.45"), Decimal("0.01"), "m3")
+    assert reg.value == Decimal("123.52")
+    r = reg.reading(obis=Obis(8, 0, 1, 0, 0))
+    assert (str(r.obis), r.value, r.scaler, r.unit, r.status) == ("8-0:1.0.0*255", 123520000, -6, Unit.M3,
+                                                                   ReadingStatus.ESTIMATED)
+    back = Register.from_json(json.loads(json.dumps(reg.to_json())))
+    assert back == reg and reg.to_json()["version"] == 2
+    # a changed pulse value folds what was counted; a changed unit starts over
+    assert reg.reconfigured(Decimal("123.45"), None, Decimal("0.1"), "m3").value == Decimal("123.52")
+    assert reg.reconfigured(Decimal("123.45"), 1000, None, "kWh").value == Decimal("123.45")
+    with pytest.raises(ValueError):
+        Register(Decimal(0), 100, 0, None, Decimal("0.01"), "m3")
+
+
+async def test_water_meter_by_pulses_publishes_m3(tmp_path: Path) -> None:
+    src = QueueEdgeSource()
+    opts = {"line": 17, "obis": Obis(8, 0, 1, 0, 0), "pulse_value": Decimal("0.01"), "start_value": Decimal("12.3"),
+            "min_pulse_width": 0.05, "min_pulse_gap": 0.05, "interval": 0.05, "persist_interval": 0.0}
+    clock = [0.0]
+    driver = S0Driver(opts, DriverContext("8BAB0000004711", str(tmp_path)), edge_source=src, clock=lambda: clock[0])
+    sink = Sink()
+    task = asyncio.create_task(driver.run(sink))
+    await until(lambda: sink.readings)
+    for i in range(5):
+        src.pulse(i * 1000 * MS, 400 * MS)
+    clock[0] = 10.0  # long after the last pulse: its gap is confirmed by the driver's tick
+    await until(lambda: sink.readings[-1][0].decimal == Decimal("12.35"))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    last = sink.readings[-1][0]
+    assert (str(last.obis), last.unit) == ("8-0:1.0.0*255", Unit.M3)
+    assert read_json(tmp_path / STATE_FILE)["pulses"] == 5
+
+
+def test_volume_options_checked_against_the_meter_id() -> None:
+    ok = {"line": 1, "obis": Obis(7, 0, 3, 0, 0), "pulse_value": Decimal("0.01")}
+    assert S0Driver.check(ok, "7BAB0000000001") is None
+    key, message = S0Driver.check(ok, "8BAB0000000001")
+    assert key == "obis" and "must start with 7" in message
+    assert S0Driver.check({**ok, "obis": Obis(1, 0, 16, 7, 0)}, "1BAB0000000001") is None
+    assert S0Driver.check({**ok, "obis": Obis(0, 0, 1, 0, 0)}, "1BAB0000000001")[0] == "obis"
