@@ -166,7 +166,8 @@ class Daemon:
                     "last_request_age_s": None if st.last_request is None else round(now - st.last_request, 3),
                 },
                 "driver": {"type": m.config.driver_type, "health": m.values.health.value,
-                           "detail": m.values.health_detail},
+                           "detail": m.values.health_detail,
+                           "counters": {k: v for k, v in sorted(getattr(m.driver, "stats", {}).items())}},
                 "readings": readings,
                 "errors": {
                     "bad_frames": (rx.bad_hcs + rx.bad_fcs) if rx else 0,
