@@ -173,6 +173,34 @@ def parse_log(text: str) -> list[Exchange]:
     return exchanges
 
 
+def is_rnr(frame: bytes) -> bool:
+    return len(frame) >= 9 and frame[7] & 0x0F == 0x05
+
+
+def wire_report(exchanges: list[Exchange]) -> dict[str, object]:
+    """What the gateway saw of a meter's discipline (LMN-STACK.md 13): every unicast answered by exactly one
+    frame and nothing else, no frame errors, and the longest run of RNR answers."""
+    problems: list[str] = []
+    longest = run = 0
+    unicast = 0
+    for i, ex in enumerate(exchanges):
+        if ex.request.data[3] == 0xFE:
+            continue
+        unicast += 1
+        if ex.frame_error:
+            problems.append(f"#{i}: frame error in the answer {ex.raw_reply.hex()}")
+        elif ex.no_reply:
+            problems.append(f"#{i}: no answer to {ex.request.data.hex()}")
+        elif len(ex.replies) != 1 or ex.replies[0].data != ex.raw_reply:
+            problems.append(f"#{i}: {len(ex.replies)} frames / stray bytes in {ex.raw_reply.hex()}")
+        if ex.replies and is_rnr(ex.replies[0].data):
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    return {"unicast_exchanges": unicast, "problems": problems, "longest_rnr_run": longest}
+
+
 # --- processes ----------------------------------------------------------------------------------------------
 
 
@@ -251,7 +279,7 @@ class ReferenceSmgw:
     def broadcast(self) -> list[str]:
         """The server IDs (hex) the gateway has registered."""
         answer = self.command("broadcast")
-        return [] if answer.startswith("NO METER") or answer == "timeout" else answer.split()
+        return [] if answer.startswith("NO METER") or answer == "timeout" else answer.replace(";", " ").split()
 
     def get_value(self, server_id: bytes, obis_class_attr: str = "0100010800FF800200", tls: bool = False) -> str:
         return self.command(f"getValue({server_id.hex().upper()},{obis_class_attr},"

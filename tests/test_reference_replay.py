@@ -104,3 +104,33 @@ def test_reference_session_replays_byte_for_byte(tmp_path: Path, trace: str, emh
     assert sec.gateway_certificate() == ((KEYS / "gateway-cert.der").read_bytes(), "sym-pairing")
     key, cert, source = sec.own_identity(create=False)
     assert source == "sym-injected" and keys.certificate_der(cert) == (KEYS / "meter-cert.der").read_bytes()
+
+
+@pytest.mark.parametrize(("trace", "emh_bug"), [("commissioning", False), ("commissioning-emh", True)])
+def test_bab_gateway_pairs_exactly_as_the_reference(trace: str, emh_bug: bool) -> None:
+    """BAB's own gateway (``bab gateway --master-key``), given the recorded meter answers, sends the reference's
+    SYM requests byte for byte: SYNC with CNT 0xFFFFFFFF, then the last answer's counter + 1, the credentials
+    ``cert DER || key DER`` and the gateway certificate, padded only to the block boundary."""
+    from bab.meter_id import MeterId
+    from bab.sym import Credentials, MeterPaired, Profile2015, SymGateway
+
+    _, exchanges = load_trace(VECTORS / f"{trace}.trace")
+    requests, answers = [], []  # each SYM request and the meter's answer to it (after any RNR polls)
+    for i, ex in enumerate(exchanges):
+        if not ex.broadcast and ex.selector == Selector.SYM_HDLC and kind_of(ex.request[7]) is Kind.I:
+            j = i
+            while kind_of(exchanges[j].replies[0][7]) is Kind.RNR:
+                j += 1
+            requests.append(decode_frame(ex.request).info)
+            answers.append(decode_frame(exchanges[j].replies[0]).info)
+    assert len(requests) == 5
+    gw = SymGateway(bytes.fromhex((KEYS / "master-key.hex").read_text()), MeterId.parse(METER_ID).server_id,
+                    (KEYS / "gateway-cert.der").read_bytes(), profile=Profile2015(emh_bug=emh_bug),
+                    meter_credentials=Credentials((KEYS / "meter-cert.der").read_bytes(),
+                                                  (KEYS / "meter-key.der").read_bytes()))
+    gw.start()
+    for request, answer in zip(requests, answers, strict=True):
+        assert gw.data_to_send() == request
+        gw.receive(answer)
+    (paired,) = gw.events()
+    assert isinstance(paired, MeterPaired) and paired.meter_cert_der == (KEYS / "meter-cert.der").read_bytes()
