@@ -245,8 +245,8 @@ class SymMeter(SymOutputs):
         try:
             msg = profile.open(key, self._meter_id, Direction.GATEWAY_TO_METER, raw)
         except SymError as exc:
-            # Unauthenticated input gets only the rejection notice. A bad padding behind a valid MAC is the peer's
-            # fault, so a running pairing is aborted in that case (still no answer: no counter check yet).
+            # Unauthenticated input gets only the rejection notice. A bad padding behind a valid MAC (a profile
+            # that strips it in open) is the peer's fault, so a running pairing is aborted in that case.
             self._drop(exc.reason)
             if exc.reason == "bad_padding":
                 self._abort(exc.reason)
