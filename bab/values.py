@@ -4,6 +4,11 @@ Implements the driver API's :class:`~legacy_drivers.api.ReadingSink`. Energy reg
 D = 8) and the main registers of the other media (gas volume 7-0:3.0.0, water 8/9-0:1.0.0, heat and cooling
 energy 6/5-0:1.0.0, :mod:`bab.medium`) never go backwards: a smaller value is flagged (WENT_BACKWARDS),
 logged once, and the old value kept.
+
+Each register keeps one scaler, because COSEM's scaler_unit (attribute 3) is static: a gateway may read it
+once and apply it to every later value. A reading with a coarser scaler than the register's is stored
+rescaled, exactly (``1000 kWh`` after ``12345.678 kWh`` is served as 1000000 Wh, scaler 0, not 1000 with scaler
++3); only a reading with a finer scaler makes the register finer from then on, so no precision is lost.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ValueStore:
         now = self.clock()
         for r in readings:
             old = self.readings.get(r.obis)
+            if old is not None and r.unit == old.unit and r.scaler > old.scaler:
+                r = r.rescaled(old.scaler)  # exact: finer scaler, the mantissa grows
             if old is not None and is_energy_register(r.obis) and r.unit == old.unit \
                     and r.decimal < old.decimal:
                 self.backwards += 1

@@ -175,3 +175,18 @@ def test_get_list_entries_like_edl(tmp_path):
     assert Obis.parse("1-0:36.7.0").to_bytes() in names
     e = entries[2]
     assert (e.value, e.scaler, e.unit) == (Unsigned(5), 3, 30)
+
+
+def test_a_register_keeps_its_scaler_when_a_coarser_reading_comes() -> None:
+    """scaler_unit is a static COSEM attribute: a later reading written with fewer decimals is served with the
+    register's scaler (exactly), a finer one makes the register finer."""
+    store = ValueStore("1BAB0000000001")
+    store.publish([Reading.from_text("1-0:1.8.0", "12345.678", "kWh")])
+    store.publish([Reading.from_text("1-0:1.8.0", "20000", "kWh")])
+    r = store.get(Obis.parse("1-0:1.8.0"))
+    assert (r.value, r.scaler) == (20000000, 0)
+    store.publish([Reading.from_text("1-0:1.8.0", "20000.0001", "kWh")])
+    r = store.get(Obis.parse("1-0:1.8.0"))
+    assert (r.value, r.scaler) == (200000001, -1)
+    store.publish([Reading.from_text("1-0:1.8.0", "20001", "kWh")])
+    assert store.get(Obis.parse("1-0:1.8.0")).scaler == -1
