@@ -6,7 +6,9 @@ max_fragment_length 512, TLS bytes cut into 128-byte frames):
   * bytes on the wire per handshake (both directions) and line time at 921600 bit/s;
 and the bulk application-data throughput through the meter side (encrypt + decrypt, 512-byte records).
 The same runs with an OpenSSL server (Python ssl, MemoryBIO) give the ratio wolfSSL/OpenSSL. The client is
-always BAB's OpenSSL gateway client.
+always BAB's OpenSSL gateway client. Two figures of the meter's own group choice follow: the meter-side CPU
+when the client offers X25519 first and then the group (the meter parses the ClientHello and picks the group's
+pinned context), and the time to build a MeterTlsContext (one wolfSSL context per TR group).
 
     .venv/bin/python bench/tls_handshake.py [-n 30]
 """
@@ -133,6 +135,37 @@ def bench_curve(curve: Curve, n: int) -> dict[str, tuple[float, int]]:
     return results
 
 
+def bench_x25519_first(curve: Curve, n: int) -> tuple[float, Curve | None]:
+    """Meter CPU per handshake (median) for a client offering X25519 first, then ``curve``."""
+    mk, mc = keys.generate_identity("1EMH0012345678", curve)
+    gk, gc = keys.generate_identity("SMGW", curve)
+    cctx = GatewayTlsContext(key_pem=gk, cert_pem=gc, peer_cert_pem=mc, raw_groups=f"X25519:{OPENSSL_GROUP[curve]}",
+                             ciphers=SUITE)
+    wolf = MeterTlsContext(key_pem=mk, cert_pem=mc, peer_cert_pem=gc)
+    times = []
+    group = None
+    for _ in range(n):
+        server, client = wolf.new_connection(), cctx.new_connection()
+        client.start()
+        cpu, _ = timed_pump(client, server)
+        assert server.handshake_complete
+        group = server.info.group
+        times.append(cpu)
+    return statistics.median(times), group
+
+
+def bench_context_setup(n: int = 20) -> float:
+    mk, mc = keys.generate_identity("1EMH0012345678", Curve.BRAINPOOL_P256R1)
+    _, gc = keys.generate_identity("SMGW", Curve.BRAINPOOL_P256R1)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        ctx = MeterTlsContext(key_pem=mk, cert_pem=mc, peer_cert_pem=gc)
+        times.append(time.perf_counter() - t)
+        ctx.close()
+    return statistics.median(times)
+
+
 def bench_bulk(total: int = 4 << 20) -> dict[str, tuple[float, float]]:
     curve = Curve.SECP256R1
     mk, mc = keys.generate_identity("1EMH0012345678", curve)
@@ -188,6 +221,11 @@ def main() -> None:
             f"{curve.value:<16} {w[0] * 1e3:>10.2f} {o[0] * 1e3:>10.2f} {w[0] / o[0]:>6.2f} {w[1]:>7d} "
             f"{o[1]:>9d} {line_ms:>8.1f}"
         )
+    print("meter-side group choice, client offering X25519 first:")
+    for curve in Curve:
+        cpu, group = bench_x25519_first(curve, args.n)
+        print(f"  X25519:{OPENSSL_GROUP[curve]:<16} -> {group.value if group else '-':<16} {cpu * 1e3:6.2f} ms")
+    print(f"MeterTlsContext setup (5 pinned wolfSSL contexts): {bench_context_setup() * 1e3:.2f} ms (median of 20)")
     bulk = bench_bulk()
     for name, (enc, dec) in bulk.items():
         print(f"bulk {name:<8} meter encrypt {enc:7.1f} MB/s, decrypt {dec:7.1f} MB/s (512-byte records)")

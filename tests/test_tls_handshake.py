@@ -157,6 +157,7 @@ def test_session_from_another_pairing_is_refused() -> None:
     with pytest.raises(TlsCertificateError) as info:
         pump(c2, s2)
     assert info.value.reason is TlsFailure.BAD_CERTIFICATE
+    assert info.value.alert is None and "close_notify" in info.value.detail  # after our Finished: no plain alert
     assert not s2.handshake_complete and s2.info is None
     with pytest.raises(TlsCertificateError):
         s2.receive_bytes(b"\x17\x03\x03\x00\x01x")  # dead: nothing more is processed

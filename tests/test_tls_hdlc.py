@@ -19,7 +19,7 @@ from test_tls_hdlc_support import Link, identity, reversing
 from bab.hdlc import events as ev
 from bab.tls import keys, wolfssl_binding
 from bab.tls.errors import TlsError, TlsFailure
-from bab.tls.gateway_client import GatewayTlsContext
+from bab.tls.gateway_client import OPENSSL_DEFAULT_GROUPS, GatewayTlsContext
 from bab.tls.hdlc_layer import InlineExecutor, TlsClientLayer, TlsLayerClosed, TlsServerLayer
 from bab.tls.keys import Curve
 from bab.tls.meter_server import MeterTlsContext
@@ -140,10 +140,40 @@ def test_session_resumption_over_the_link() -> None:
     assert client.answer == b"niaga" and layer.tls.info.session_reused
 
 
+# --- the group choice: the client offers of issue 11 -----------------------------------------------------
+
+GROUP_OFFERS = [
+    # (what the gateway's TLS stack offers, meter certificate curve, group the meter chooses)
+    (OPENSSL_DEFAULT_GROUPS, Curve.SECP256R1, Curve.SECP256R1),  # X25519:P-256:X448:P-521:P-384
+    ("X25519:P-384", Curve.SECP384R1, Curve.SECP384R1),  # X25519 first
+    ("X448:brainpoolP384r1:brainpoolP512r1", Curve.BRAINPOOL_P384R1, Curve.BRAINPOOL_P384R1),
+    ("P-521:P-384", Curve.SECP384R1, Curve.SECP384R1),
+    ("brainpoolP256r1", Curve.BRAINPOOL_P256R1, Curve.BRAINPOOL_P256R1),  # each of the five alone
+    ("brainpoolP384r1", Curve.BRAINPOOL_P384R1, Curve.BRAINPOOL_P384R1),
+    ("brainpoolP512r1", Curve.BRAINPOOL_P512R1, Curve.BRAINPOOL_P512R1),
+    ("P-256", Curve.SECP256R1, Curve.SECP256R1),
+    ("P-384", Curve.SECP384R1, Curve.SECP384R1),
+]
+
+
+@pytest.mark.parametrize(("offer", "cert_curve", "chosen"), GROUP_OFFERS)
+def test_group_choice_over_the_link(offer: str, cert_curve: Curve, chosen: Curve, matrix_contexts) -> None:
+    sctx, _ = matrix_contexts[cert_curve]
+    _, gctx = contexts(cert_curve, raw_groups=offer)
+    meter = MeterSide(sctx)
+    link = Link(meter.layer)
+    result, client, layer = read(link, gctx, b"GetList 1-0:0.0.9")
+    assert isinstance(result, ev.ConversationDone), result
+    assert client.answer == b"GetList 1-0:0.0.9"[::-1]
+    assert layer.tls.info.group is chosen and meter.layers[0].tls.info.group is chosen
+    assert meter.failures == [] and meter.established == 1
+
+
 # --- rejections -------------------------------------------------------------------------------------------
 
 
-def reject(link: Link, meter: MeterSide, gctx: GatewayTlsContext, reason: TlsFailure, caplog) -> TlsError:
+def reject(link: Link, meter: MeterSide, gctx: GatewayTlsContext, reason: TlsFailure, caplog,
+           alert: str | None = None) -> TlsError:
     caplog.clear()
     before = len(meter.failures)
     dm_before = link.station.counters.dm_sent
@@ -155,8 +185,12 @@ def reject(link: Link, meter: MeterSide, gctx: GatewayTlsContext, reason: TlsFai
     assert err.reason is reason, err
     lines = [r.getMessage() for r in caplog.records if r.name == "bab.tls"]
     assert any("1BAB0000000042: TLS failure: " + reason.value in line for line in lines), lines
-    # the fatal alert reached the gateway (its TLS client failed on it)
+    # the fatal alert reached the gateway (its TLS client failed on it), and it is the one the meter logged
     assert layer.error is not None and layer.error.reason is TlsFailure.PEER_ALERT, layer.error
+    assert layer.error.alert == err.alert and err.alert is not None
+    assert any(f"answered with alert {err.alert}" in line for line in lines), lines
+    if alert is not None:
+        assert err.alert == alert
     # the dead meter layer makes the station answer any further poll with DM (see test_polls_after_alert_get_dm)
     with pytest.raises(TlsLayerClosed):
         meter.layers[-1].data_to_send(2036)
@@ -175,7 +209,7 @@ def test_wrong_client_certificate(rejection_link, caplog) -> None:
     link, meter, good = rejection_link
     ok, oc = identity("INTRUDER")
     _, bad = contexts(key_pem=ok, cert_pem=oc)
-    err = reject(link, meter, bad, TlsFailure.BAD_CERTIFICATE, caplog)
+    err = reject(link, meter, bad, TlsFailure.BAD_CERTIFICATE, caplog, "bad_certificate")
     assert keys.fingerprint_sha256(oc) in err.detail
     assert_read_works(link, good)
 
@@ -183,14 +217,14 @@ def test_wrong_client_certificate(rejection_link, caplog) -> None:
 def test_no_client_certificate(rejection_link, caplog) -> None:
     link, meter, good = rejection_link
     _, bad = contexts(cert_pem=None)
-    reject(link, meter, bad, TlsFailure.NO_CERTIFICATE, caplog)
+    reject(link, meter, bad, TlsFailure.NO_CERTIFICATE, caplog, "handshake_failure")
     assert_read_works(link, good)
 
 
 def test_tls13_only_client(rejection_link, caplog) -> None:
     link, meter, good = rejection_link
     _, bad = contexts(min_version=ssl.TLSVersion.TLSv1_3, max_version=ssl.TLSVersion.TLSv1_3)
-    reject(link, meter, bad, TlsFailure.PROTOCOL_VERSION, caplog)
+    reject(link, meter, bad, TlsFailure.PROTOCOL_VERSION, caplog, "protocol_version")
     assert_read_works(link, good)
 
 
@@ -199,21 +233,31 @@ def test_tls13_only_client(rejection_link, caplog) -> None:
 def test_old_tls_versions(rejection_link, caplog, version) -> None:
     link, meter, good = rejection_link
     _, bad = contexts(min_version=version, max_version=version, ciphers="ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0")
-    reject(link, meter, bad, TlsFailure.PROTOCOL_VERSION, caplog)
+    reject(link, meter, bad, TlsFailure.PROTOCOL_VERSION, caplog, "protocol_version")
     assert_read_works(link, good)
 
 
-def test_x25519_only_client(rejection_link, caplog) -> None:
+@pytest.mark.parametrize("offer", ["X25519", "X25519:X448:P-521"])
+def test_only_forbidden_groups(rejection_link, caplog, offer) -> None:
     link, meter, good = rejection_link
-    _, bad = contexts(raw_groups="X25519")
-    reject(link, meter, bad, TlsFailure.FORBIDDEN_GROUP, caplog)
+    _, bad = contexts(raw_groups=offer)
+    reject(link, meter, bad, TlsFailure.FORBIDDEN_GROUP, caplog, "handshake_failure")
+    assert_read_works(link, good)
+
+
+def test_offer_without_the_certificate_curve(caplog) -> None:
+    sctx, good = contexts(Curve.BRAINPOOL_P256R1)
+    meter = MeterSide(sctx)
+    link = Link(meter.layer)
+    _, bad = contexts(Curve.BRAINPOOL_P256R1, raw_groups=OPENSSL_DEFAULT_GROUPS)
+    reject(link, meter, bad, TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED, caplog, "handshake_failure")
     assert_read_works(link, good)
 
 
 def test_non_tr_suites_only(rejection_link, caplog) -> None:
     link, meter, good = rejection_link
     _, bad = contexts(ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-CHACHA20-POLY1305")
-    reject(link, meter, bad, TlsFailure.NO_SHARED_CIPHER, caplog)
+    reject(link, meter, bad, TlsFailure.NO_SHARED_CIPHER, caplog, "handshake_failure")
     assert_read_works(link, good)
 
 

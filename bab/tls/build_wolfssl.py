@@ -6,7 +6,7 @@ Run it as ``python -m bab.tls.build_wolfssl`` (deploy/setup.sh does so after ``p
 built and newer than this file it does nothing; ``--force`` rebuilds. It exits non-zero with a clear message
 when something is missing.
 
-The binding is deliberately small: what :mod:`bab.tls.wolfssl_server` needs for a sans-I/O TLS 1.2 server
+The binding is deliberately small: what :mod:`bab.tls.meter_server` needs for a sans-I/O TLS 1.2 server
 (spec TLS-WOLFSSL.md, LMN-STACK.md section 4): context/connection setup, policy setters, custom I/O
 callbacks (``extern "Python"``: the receive callback reads from an in-memory input buffer and answers
 WANT_READ when it is empty, the send callback appends to an output buffer), a certificate verify callback
@@ -35,6 +35,7 @@ typedef struct WOLFSSL_METHOD WOLFSSL_METHOD;
 typedef struct WOLFSSL_X509 WOLFSSL_X509;
 typedef struct WOLFSSL_X509_STORE_CTX WOLFSSL_X509_STORE_CTX;
 typedef struct WOLFSSL_SESSION WOLFSSL_SESSION;
+typedef struct WOLFSSL_EC_KEY WOLFSSL_EC_KEY;
 
 typedef int (*CallbackIORecv)(WOLFSSL *ssl, char *buf, int sz, void *ctx);
 typedef int (*CallbackIOSend)(WOLFSSL *ssl, char *buf, int sz, void *ctx);
@@ -109,6 +110,11 @@ typedef int (*VerifyCallback)(int, WOLFSSL_X509_STORE_CTX *);
 #define ASN_NO_SIGNER_E ...
 #define ASN_SIG_CONFIRM_E ...
 #define ASN_PARSE_E ...
+#define NID_X9_62_prime256v1 ...
+#define NID_secp384r1 ...
+#define NID_brainpoolP256r1 ...
+#define NID_brainpoolP384r1 ...
+#define NID_brainpoolP512r1 ...
 #define BUFFER_E ...
 
 typedef struct WOLFSSL_ALERT {
@@ -127,6 +133,7 @@ WOLFSSL_METHOD *wolfTLSv1_2_client_method(void);
 
 WOLFSSL_CTX *wolfSSL_CTX_new(WOLFSSL_METHOD *);
 void wolfSSL_CTX_free(WOLFSSL_CTX *);
+int wolfSSL_CTX_up_ref(WOLFSSL_CTX *);
 int wolfSSL_CTX_set_cipher_list(WOLFSSL_CTX *, const char *);
 int wolfSSL_CTX_use_certificate_buffer(WOLFSSL_CTX *, const unsigned char *, long, int);
 int wolfSSL_CTX_use_PrivateKey_buffer(WOLFSSL_CTX *, const unsigned char *, long, int);
@@ -143,6 +150,9 @@ long wolfSSL_CTX_set_options(WOLFSSL_CTX *, long);
 int wolfSSL_CTX_NoTicketTLSv12(WOLFSSL_CTX *);
 int wolfSSL_CTX_set_session_id_context(WOLFSSL_CTX *, const unsigned char *, unsigned int);
 int wolfSSL_CTX_SetMinEccKey_Sz(WOLFSSL_CTX *, short);
+WOLFSSL_EC_KEY *wolfSSL_EC_KEY_new_by_curve_name(int);
+void wolfSSL_EC_KEY_free(WOLFSSL_EC_KEY *);
+int wolfSSL_SSL_CTX_set_tmp_ecdh(WOLFSSL_CTX *, WOLFSSL_EC_KEY *);
 void wolfSSL_CTX_SetIORecv(WOLFSSL_CTX *, CallbackIORecv);
 void wolfSSL_CTX_SetIOSend(WOLFSSL_CTX *, CallbackIOSend);
 
@@ -223,11 +233,13 @@ SOURCE = r"""
 #endif
 
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/openssl/ec.h>
 
-/* ECDHE group restriction. The server's ephemeral ECC key is made through this key-generation callback,
- * which refuses every curve outside the five TR-03116-3 curves (P-521, P-224, secp256k1, ...): the handshake
- * then fails with ECC_CURVE_ERROR before the ServerKeyExchange is sent. (X25519/X448 are kept out by the
- * Python ClientHello check: refusing them in their key-generation callbacks makes wolfSSL 5.5.4 free the
+/* ECDHE group restriction, second layer. The group is chosen in Python and pinned per context
+ * (wolfSSL_SSL_CTX_set_tmp_ecdh); the server's ephemeral ECC key is then made through this key-generation
+ * callback, which refuses every curve outside the five TR-03116-3 curves (P-521, P-224, secp256k1, ...): the
+ * handshake would fail with ECC_CURVE_ERROR before the ServerKeyExchange is sent. (X25519/X448 never reach
+ * it on a pinned context; refusing them in their own key-generation callbacks makes wolfSSL 5.5.4 free the
  * temporary key with the wrong type, a crash.) */
 static int bab_ecc_keygen(WOLFSSL *ssl, struct ecc_key *key, unsigned int keySz, int ecc_curve, void *ctx)
 {

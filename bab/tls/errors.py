@@ -25,6 +25,7 @@ class TlsFailure(StrEnum):
     PROTOCOL_VERSION = "protocol version"  # anything but TLS 1.2
     NO_SHARED_CIPHER = "no shared cipher"  # none of the 4 TR-03116-3 suites offered
     FORBIDDEN_GROUP = "forbidden group"  # no TR-03116-3 ECDHE group offered, or another one negotiated
+    CERTIFICATE_CURVE_NOT_OFFERED = "certificate curve not offered"  # client cannot use our certificate's curve
     BAD_RECORD_MAC = "bad record MAC"  # a record failed authentication/decryption
     DECODE_ERROR = "decode error"  # malformed or truncated record or handshake message
     RECORD_OVERFLOW = "record overflow"
@@ -88,6 +89,7 @@ _CLASS_OF: dict[TlsFailure, type[TlsError]] = {
     TlsFailure.PROTOCOL_VERSION: TlsNegotiationError,
     TlsFailure.NO_SHARED_CIPHER: TlsNegotiationError,
     TlsFailure.FORBIDDEN_GROUP: TlsNegotiationError,
+    TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED: TlsNegotiationError,
     TlsFailure.POLICY_VIOLATION: TlsNegotiationError,
     TlsFailure.BAD_RECORD_MAC: TlsRecordError,
     TlsFailure.DECODE_ERROR: TlsRecordError,
@@ -95,6 +97,30 @@ _CLASS_OF: dict[TlsFailure, type[TlsError]] = {
     TlsFailure.UNEXPECTED_MESSAGE: TlsRecordError,
     TlsFailure.RENEGOTIATION_REFUSED: TlsRecordError,
     TlsFailure.PEER_ALERT: TlsPeerAlert,
+}
+
+
+#: The fatal alert (RFC 5246 section 7.2) the meter answers each failure with while the handshake is still in
+#: plaintext. None: no alert (the peer's own fatal alert ended the connection; RFC 5246 7.2.2 closes without
+#: an answer).
+ALERT_FOR: dict[TlsFailure, str | None] = {
+    TlsFailure.BAD_CERTIFICATE: "bad_certificate",
+    TlsFailure.NO_CERTIFICATE: "handshake_failure",  # RFC 5246 7.4.6: certificate required but none sent
+    TlsFailure.CERTIFICATE_EXPIRED: "certificate_expired",
+    TlsFailure.CERTIFICATE_NOT_YET_VALID: "certificate_expired",  # "has expired or is not currently valid"
+    TlsFailure.PROTOCOL_VERSION: "protocol_version",
+    TlsFailure.NO_SHARED_CIPHER: "handshake_failure",
+    TlsFailure.FORBIDDEN_GROUP: "handshake_failure",
+    TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED: "handshake_failure",
+    TlsFailure.BAD_RECORD_MAC: "bad_record_mac",
+    TlsFailure.DECODE_ERROR: "decode_error",
+    TlsFailure.RECORD_OVERFLOW: "record_overflow",
+    TlsFailure.UNEXPECTED_MESSAGE: "unexpected_message",
+    TlsFailure.RENEGOTIATION_REFUSED: "no_renegotiation",
+    TlsFailure.POLICY_VIOLATION: "handshake_failure",
+    TlsFailure.PEER_ALERT: None,
+    TlsFailure.HANDSHAKE_FAILURE: "handshake_failure",
+    TlsFailure.INTERNAL_ERROR: "internal_error",
 }
 
 

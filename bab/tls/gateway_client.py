@@ -43,6 +43,8 @@ from bab.tls.policy import (
 from bab.tls.records import RecordSplitter
 
 X509_V_FLAG_NO_CHECK_TIME = 0x200000
+#: ``raw_groups`` value that leaves OpenSSL's default group list (X25519, P-256, X448, P-521, P-384) in place.
+OPENSSL_DEFAULT_GROUPS = "openssl-default"
 _OPENSSL_GROUP_NAMES = {
     keys.Curve.SECP256R1: "P-256",
     keys.Curve.SECP384R1: "P-384",
@@ -67,7 +69,9 @@ class GatewayTlsContext:
     512 (the LMN value) or None. ``validity``: :class:`ValidityPolicy`.
 
     The test-only knobs ``ciphers``, ``min_version``/``max_version`` and ``raw_groups`` (an OpenSSL groups
-    string such as ``"X25519"``) let the tests play a non-conforming client; production code leaves them.
+    string such as ``"X25519"``, or :data:`OPENSSL_DEFAULT_GROUPS` to keep OpenSSL's own default list, which
+    starts with X25519) let the tests play a general-purpose or non-conforming client; production code
+    leaves them.
     """
 
     def __init__(
@@ -109,13 +113,16 @@ class GatewayTlsContext:
         ctx.verify_flags = flags
         ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         self.groups_mode = "set1_groups_list"
+        keep_default = raw_groups == OPENSSL_DEFAULT_GROUPS
         try:
-            openssl_ctl.set_groups(ctx, raw_groups or ":".join(_OPENSSL_GROUP_NAMES[g] for g in self.groups))
+            if not keep_default:
+                openssl_ctl.set_groups(ctx, raw_groups or ":".join(_OPENSSL_GROUP_NAMES[g] for g in self.groups))
             if self._strict:
                 openssl_ctl.set_sigalgs(ctx, SIGALGS)
         except openssl_ctl.OpenSslCtlUnavailable:
             self.groups_mode = "set_ecdh_curve"
-            ctx.set_ecdh_curve(raw_groups or _OPENSSL_GROUP_NAMES[self.groups[0]])
+            if not keep_default:
+                ctx.set_ecdh_curve(raw_groups or _OPENSSL_GROUP_NAMES[self.groups[0]])
         self.max_fragment_length: int | None = None
         if max_fragment_length is not None:
             try:

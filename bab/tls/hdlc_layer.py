@@ -248,7 +248,9 @@ class TlsServerLayer:
                 self.tls.close()
                 self._collect_output()
                 self._fail(tls_error(TlsFailure.POLICY_VIOLATION,
-                                     "resumed a TLS session from before the last crypto-reset or pairing"))
+                                     "resumed a TLS session from before the last crypto-reset or pairing "
+                                     "(ended with close_notify: after the abbreviated handshake an alert would "
+                                     "have to be encrypted)"))
                 return
             if info is not None:
                 log.info("%s: TLS established (%s, %s, group %s%s)", self.name, info.version, info.cipher_suite,
@@ -288,8 +290,13 @@ class TlsServerLayer:
         err = exc if isinstance(exc, TlsError) else tls_error(
             TlsFailure.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         self.error = err
-        log.warning("%s: TLS failure: %s%s", self.name, err.reason.value, f" ({err.detail})" if err.detail else "",
-                    extra={"meter_id": self.name, "layer": "tls", "reason": err.reason.value})
+        if err.reason is TlsFailure.PEER_ALERT:
+            answer = f"; the client sent alert {err.alert}" if err.alert else ""
+        else:
+            answer = f"; answered with alert {err.alert}" if err.alert else "; no alert sent"
+        log.warning("%s: TLS failure: %s%s%s", self.name, err.reason.value, f" ({err.detail})" if err.detail else "",
+                    answer, extra={"meter_id": self.name, "layer": "tls", "reason": err.reason.value,
+                                   "alert": err.alert or ""})
         if self.on_failure is not None:
             self.on_failure(err)
         if not self._out:

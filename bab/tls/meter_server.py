@@ -10,14 +10,21 @@ Policy (enforced by configuration *and* checked again after every handshake):
 
 * TLS 1.2 only (``wolfTLSv1_2_server_method``); anything else: ``PROTOCOL_VERSION``.
 * Exactly the four suites of :data:`bab.tls.policy.CIPHER_SUITES`; otherwise ``NO_SHARED_CIPHER``.
-* ECDHE groups: only the five TR curves, enforced in three layers. (1) The ClientHello is checked in Python
-  before wolfSSL sees it: a client offering none of the five, or offering X25519/X448 at all, is refused
-  with ``FORBIDDEN_GROUP`` (wolfSSL 5.5.4 picks X25519 whenever it comes first in the client's list,
-  whatever its own curve list says, and cannot be made to skip it). (2) The server's ephemeral key is made
-  by a C key-generation callback that refuses any ECC curve outside the five (P-521, P-224, secp256k1...
-  compiled into Debian's build); ``wolfSSL_CTX_set1_curves_list`` steers the choice among the client's
-  groups. (3) The negotiated group is verified after the handshake; on a violation our
-  ChangeCipherSpec/Finished are withheld and replaced by a fatal alert, so the handshake never completes.
+* ECDHE groups: only the five TR curves (or the subset given as ``groups``, in the meter's order of
+  preference). wolfSSL 5.5.4's TLS 1.2 server ignores its own group list: it takes the first group *in the
+  client's order* whose size equals its ephemeral key size (so X25519 wins whenever a client lists it first),
+  and ``wolfSSL_CTX_set1_curves_list`` cannot change that on a TLS 1.2-only context. So the choice is made
+  here, in four layers. (1) :class:`MeterTlsContext` holds one wolfSSL context per group, each pinned to it
+  with ``wolfSSL_SSL_CTX_set_tmp_ecdh`` (a pinned context negotiates its group or fails, whatever else the
+  client lists). (2) The ClientHello is parsed in Python before wolfSSL sees it; the group is the first of
+  ours that the client offers (:meth:`MeterTlsContext.choose_group`; a client offering X25519, X448, P-521...
+  *besides* one of ours is served on ours), and the wolfSSL connection is created on that group's context. A
+  client offering none of ours is refused (``FORBIDDEN_GROUP``); so is one whose list lacks the curve of our
+  certificate (``CERTIFICATE_CURVE_NOT_OFFERED``: RFC 8422 5.1 makes the list bind the certificate curve too,
+  and an OpenSSL client would reject our certificate anyway). (3) The ephemeral key is made by a C
+  key-generation callback that refuses any ECC curve outside the five. (4) The negotiated group is verified
+  after the handshake (a TR group, and the pinned one); on a violation our ChangeCipherSpec/Finished are
+  withheld and replaced by a fatal alert, so the handshake never completes.
 * Our certificate and the pinned peer certificate must be ECDSA on one of the five curves (checked when the
   context is built). Signature algorithms: ECDSA with SHA-256/384/512.
 * Mutual authentication: the client must send a certificate (``NO_CERTIFICATE`` otherwise) whose DER is
@@ -31,15 +38,27 @@ Policy (enforced by configuration *and* checked again after every handshake):
 * max_fragment_length: wolfSSL honours the client's request; with 2^9 every record we send carries at most
   512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
 * Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``; session tickets are off so
-  the lifetime is the cache's). wolfSSL's session cache is process-wide and 5.5.4 resumes a session across
-  contexts despite the session-ID context we set; the post-handshake check compares the resumed session's
-  peer certificate with *this* context's pin, so a session from another pairing is refused (close_notify,
-  no application data accepted) and removed from the cache (the client's next attempt is a full handshake).
+  the lifetime is the cache's). wolfSSL's session cache is process-wide: a session resumes on whichever
+  pinned context the resuming ClientHello is given (all of one :class:`MeterTlsContext` share a session-ID
+  context), and 5.5.4 resumes a session even across contexts whose session-ID context differs; the
+  post-handshake check compares the resumed session's peer certificate with *this* context's pin, so a
+  session from another pairing is refused (close_notify, no application data accepted) and removed from the
+  cache (the client's next attempt is a full handshake). That refusal comes after our Finished, when an
+  alert would have to be encrypted, and wolfSSL 5.5.4 has no call to send one: the client gets an encrypted
+  close_notify and then the end of the connection.
 * Keys are handed to wolfSSL as SEC1 (RFC 5915) DER: wolfSSL 5.5.4 mis-reads brainpool keys in PKCS#8 form
   (the handshake then fails at the peer with a bad ServerKeyExchange signature).
 
 Errors raise :class:`bab.tls.errors.TlsError` subclasses with a :class:`~bab.tls.errors.TlsFailure` reason.
-After an error the alert for the peer (if any) is still in :meth:`records_to_send`; the object is then dead.
+Every refusal during the handshake is answered with the fatal alert that names it
+(:data:`bab.tls.errors.ALERT_FOR`: protocol_version, handshake_failure, bad_certificate, certificate_expired,
+decrypt_error for a bad CertificateVerify, decode_error, unexpected_message...), carried in ``alert`` of the
+error. Refusals decided in Python before wolfSSL runs get a plaintext alert record built here, with the
+record version the client announced (capped at TLS 1.2); for failures inside wolfSSL its plaintext alert is
+replaced by the right one or ours appended (5.5.4 answers a missing client certificate with bad_certificate,
+and some failures with no alert). After our ChangeCipherSpec (a resumed handshake, or application data) an
+alert must be encrypted, and wolfSSL's own stands. A client's fatal alert is not answered.
+After an error the alert for the peer is still in :meth:`records_to_send`; the object is then dead.
 A fresh :class:`MeterTlsServer` is created per connection from one long-lived :class:`MeterTlsContext`.
 """
 
@@ -48,13 +67,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 
 from bab.tls import keys, wolfssl_binding
-from bab.tls.errors import TlsError, TlsFailure, TlsStateError, tls_error
+from bab.tls.errors import ALERT_FOR, TlsError, TlsFailure, TlsStateError, tls_error
 from bab.tls.policy import (
     CIPHER_SUITE_IDS,
     CIPHER_SUITES,
@@ -66,7 +86,20 @@ from bab.tls.policy import (
     check_validity,
     resolve_now,
 )
-from bab.tls.records import ALERT_DESCRIPTIONS, ClientHelloSummary, RecordSplitter, alert_record, parse_client_hello
+from bab.tls.records import (
+    ALERT_DESCRIPTIONS,
+    CONTENT_ALERT,
+    CONTENT_APPLICATION_DATA,
+    CONTENT_CHANGE_CIPHER_SPEC,
+    CONTENT_HANDSHAKE,
+    ClientHelloSummary,
+    RecordSplitter,
+    alert_record,
+    alert_version,
+    is_plaintext_alert,
+    parse_client_hello,
+    split_records,
+)
 
 # wolfSSL's names for the five groups (wolfSSL_get_curve_name) and for set1_curves_list.
 _WOLF_CURVE_NAMES = {
@@ -76,9 +109,15 @@ _WOLF_CURVE_NAMES = {
     "BRAINPOOLP384R1": keys.Curve.BRAINPOOL_P384R1,
     "BRAINPOOLP512R1": keys.Curve.BRAINPOOL_P512R1,
 }
-_CURVES_LIST = "brainpoolP256r1:brainpoolP384r1:brainpoolP512r1:P-256:P-384"
+# the binding's NID constants, for wolfSSL_EC_KEY_new_by_curve_name
+_NIDS = {
+    keys.Curve.SECP256R1: "NID_X9_62_prime256v1",
+    keys.Curve.SECP384R1: "NID_secp384r1",
+    keys.Curve.BRAINPOOL_P256R1: "NID_brainpoolP256r1",
+    keys.Curve.BRAINPOOL_P384R1: "NID_brainpoolP384r1",
+    keys.Curve.BRAINPOOL_P512R1: "NID_brainpoolP512r1",
+}
 _ALLOWED_GROUP_IDS = {c.tls_group_id for c in GROUPS}
-_REFUSED_GROUP_IDS = {29, 30}  # X25519, X448: wolfSSL 5.5.4 would pick them whatever its curve list says
 _MAX_HELLO = 32768
 _READ_CHUNK = 16384
 
@@ -102,10 +141,12 @@ class MeterTlsContext:
     ``peer_cert_pem``: the provisioned gateway certificate, pinned by exact DER match.
     ``validity``: how the pinned certificate's dates are checked (:class:`ValidityPolicy`).
     ``session_lifetime_s``: session cache timeout (744 h).
+    ``groups``: the ECDHE groups served, in the meter's order of preference (default
+    :data:`bab.tls.policy.GROUPS`; any non-empty subset of the five).
 
-    Holds one ``WOLFSSL_CTX``; create connections with :meth:`new_connection`. Raises
-    :class:`bab.tls.errors.TlsUnavailable` when the wolfSSL binding is not built, and
-    :class:`bab.tls.keys.KeyMaterialError` for unusable key material.
+    Holds one ``WOLFSSL_CTX`` per group, each pinned to that group (see the module docstring); create
+    connections with :meth:`new_connection`. Raises :class:`bab.tls.errors.TlsUnavailable` when the wolfSSL
+    binding is not built, and :class:`bab.tls.keys.KeyMaterialError` for unusable key material.
     """
 
     def __init__(
@@ -116,25 +157,39 @@ class MeterTlsContext:
         peer_cert_pem: bytes,
         validity: ValidityPolicy | str = ValidityPolicy.IGNORE,
         session_lifetime_s: int = SESSION_LIFETIME_S,
+        groups: Sequence[keys.Curve] = GROUPS,
         _restrict_groups: bool = True,
     ) -> None:
         ffi, lib = wolfssl_binding.require()
         self._restrict_groups = _restrict_groups
         self.validity = ValidityPolicy(validity)
+        self.groups = tuple(groups)
+        if not self.groups or any(g not in GROUPS for g in self.groups) or len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"groups must be distinct TR-03116-3 groups, got {groups!r}")
         self.cert_der = keys.certificate_der(cert_pem)
         self.peer_cert_der = keys.certificate_der(peer_cert_pem)
+        self.certificate_curve = keys.describe_certificate(self.cert_der).curve
         key_der = keys.private_key_der(key_pem, sec1=True)
         keys.check_key_matches_certificate(key_pem, cert_pem)
         peer = keys.load_certificate(self.peer_cert_der)
         self.peer_not_before = peer.not_valid_before_utc
         self.peer_not_after = peer.not_valid_after_utc
         self.peer_fingerprint = keys.fingerprint_sha256(self.peer_cert_der)
+        self.session_lifetime_s = session_lifetime_s
+        # One context per group, all with the same session-ID context (a session resumes on any of them).
+        self._sid_ctx = hashlib.sha256(b"BAB-LMN-TLS\0" + self.cert_der + self.peer_cert_der).digest()
+        self._ctxs: dict[keys.Curve | None, Any] = {}
+        self._finalizer = weakref.finalize(self, _free_contexts, lib, self._ctxs)
+        pins: tuple[keys.Curve | None, ...] = self.groups if _restrict_groups else (None,)
+        for pin in pins:
+            self._ctxs[pin] = self._new_wolf_context(ffi, lib, key_der, pin)
 
+    def _new_wolf_context(self, ffi: Any, lib: Any, key_der: bytes, pin: keys.Curve | None) -> Any:
         ctx = lib.wolfSSL_CTX_new(lib.wolfTLSv1_2_server_method())
         if ctx == ffi.NULL:
+            self.close()
             raise TlsError(TlsFailure.INTERNAL_ERROR, "wolfSSL_CTX_new failed")
-        self._ctx = ctx
-        self._finalizer = weakref.finalize(self, lib.wolfSSL_CTX_free, ctx)
+        self._ctxs[pin] = ctx  # freed with the others, also when the configuration below fails
 
         def check(ok: int, what: str) -> None:
             if ok != lib.WOLFSSL_SUCCESS:
@@ -150,33 +205,69 @@ class MeterTlsContext:
             lib.wolfSSL_CTX_trust_peer_buffer(ctx, self.peer_cert_der, len(self.peer_cert_der), asn1),
             "pinned peer certificate",
         )
-        if _restrict_groups:  # a test hook may turn this off to exercise the post-handshake group check
-            # Disabled-curve mask: steers the server's choice among the client's groups. wolfSSL 5.5.4 then
-            # also tries to set TLS 1.3 key-share groups, which fails on a TLS 1.2-only context, so the return
-            # value is not meaningful. It does not stop X25519 (refused by the ClientHello check instead);
-            # the key-generation callback of bab_restrict_ecdhe_groups refuses every other non-TR curve.
-            lib.wolfSSL_CTX_set1_curves_list(ctx, _CURVES_LIST.encode())
+        if pin is not None:
+            # Pin the ECDHE group: wolfSSL then takes this group or none (MATCH_SUITE_ERROR), whatever else
+            # the client lists. The EC_KEY only carries the curve; wolfSSL copies it and keeps no reference.
+            ec_key = lib.wolfSSL_EC_KEY_new_by_curve_name(getattr(lib, _NIDS[pin]))
+            if ec_key == ffi.NULL:
+                self.close()
+                raise TlsError(TlsFailure.INTERNAL_ERROR, f"wolfSSL has no curve {pin.value}")
+            try:
+                check(lib.wolfSSL_SSL_CTX_set_tmp_ecdh(ctx, ec_key), f"ECDHE group {pin.value}")
+            finally:
+                lib.wolfSSL_EC_KEY_free(ec_key)
+            # Second layer: the ephemeral key is made by a C callback that refuses every non-TR ECC curve.
             check(lib.bab_restrict_ecdhe_groups(ctx), "ECDHE group restriction")
         check(lib.wolfSSL_CTX_set1_sigalgs_list(ctx, SIGALGS.encode()), "signature algorithms")
         check(lib.wolfSSL_CTX_SetMinEccKey_Sz(ctx, 256), "minimum ECC key size")
         check(lib.wolfSSL_CTX_NoTicketTLSv12(ctx), "no session tickets")
-        lib.wolfSSL_CTX_set_timeout(ctx, session_lifetime_s)  # returns the previous timeout (OpenSSL-style)
-        sid_ctx = hashlib.sha256(b"BAB-LMN-TLS\0" + self.cert_der + self.peer_cert_der).digest()
-        check(lib.wolfSSL_CTX_set_session_id_context(ctx, sid_ctx, len(sid_ctx)), "session id context")
+        lib.wolfSSL_CTX_set_timeout(ctx, self.session_lifetime_s)  # returns the previous timeout (OpenSSL-style)
+        check(lib.wolfSSL_CTX_set_session_id_context(ctx, self._sid_ctx, len(self._sid_ctx)), "session id context")
         lib.wolfSSL_CTX_set_options(ctx, lib.WOLFSSL_OP_NO_COMPRESSION | lib.WOLFSSL_OP_NO_TICKET)
         lib.wolfSSL_CTX_set_verify(
             ctx, lib.WOLFSSL_VERIFY_PEER | lib.WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, lib._bab_verify
         )
         lib.wolfSSL_CTX_SetIORecv(ctx, lib._bab_io_recv)
         lib.wolfSSL_CTX_SetIOSend(ctx, lib._bab_io_send)
+        return ctx
+
+    def choose_group(self, hello: ClientHelloSummary) -> keys.Curve:
+        """The ECDHE group for this ClientHello: the first of :attr:`groups` the client offers, or
+        secp256r1 (else our first group) when it sends no supported_groups extension (RFC 8422 5.1.1 then
+        leaves the choice to the server). Raises :class:`TlsNegotiationError` (``FORBIDDEN_GROUP``) when it
+        offers none of them."""
+        if hello.groups is None:
+            return keys.Curve.SECP256R1 if keys.Curve.SECP256R1 in self.groups else self.groups[0]
+        offered = set(hello.groups)
+        for group in self.groups:
+            if group.tls_group_id in offered:
+                return group
+        raise tls_error(
+            TlsFailure.FORBIDDEN_GROUP,
+            f"client offered ECDHE groups {_describe_groups(hello.groups)}; this meter serves only "
+            + ", ".join(g.value for g in self.groups),
+            alert="handshake_failure",
+        )
 
     def new_connection(self, *, now: dt.datetime | None = None) -> MeterTlsServer:
         """A fresh server connection object (``now`` is needed for ``ValidityPolicy.GIVEN_TIME``)."""
         return MeterTlsServer(self, now=now)
 
     def close(self) -> None:
-        """Free the wolfSSL context (connections keep it alive while they exist)."""
+        """Free the wolfSSL contexts (connections keep theirs alive while they exist)."""
         self._finalizer()
+
+    def _ctxs_of(self, group: keys.Curve | None, refs: list[Any]) -> Any:
+        """The WOLFSSL_CTX pinned to ``group``, among the ones a connection holds references on."""
+        index = self.groups.index(group) if self._restrict_groups and group is not None else 0
+        return refs[index]
+
+
+def _free_contexts(lib: Any, ctxs: dict[keys.Curve | None, Any]) -> None:
+    # wolfSSL reference-counts a context: one still used by a live connection is freed with that connection
+    for ctx in ctxs.values():
+        lib.wolfSSL_CTX_free(ctx)
+    ctxs.clear()
 
 
 class MeterTlsServer:
@@ -185,6 +276,8 @@ class MeterTlsServer:
     Feed received TLS bytes with :meth:`receive_bytes`; send what :meth:`records_to_send` returns (one TLS
     record per I-frame); once :attr:`handshake_complete`, exchange application data with
     :meth:`send_application_data` / :meth:`read_application_data`; end with :meth:`close` (close_notify).
+    The wolfSSL connection itself is created once the whole ClientHello is in, on the context of the group
+    chosen for it (:meth:`MeterTlsContext.choose_group`); :attr:`group` tells which.
     """
 
     def __init__(self, context: MeterTlsContext, *, now: dt.datetime | None = None) -> None:
@@ -193,7 +286,7 @@ class MeterTlsServer:
             raise TlsStateError("the MeterTlsContext was closed")
         self._ffi = ffi
         self._lib = lib
-        self._context = context  # keeps the WOLFSSL_CTX alive
+        self._context = context
         self._now = resolve_now(context.validity, now)
         self._io = wolfssl_binding.WolfIo()
         # weak: the finalizer keeps the I/O object (through its cffi handle) alive until wolfSSL_free, and a
@@ -201,14 +294,19 @@ class MeterTlsServer:
         verify = weakref.WeakMethod(self._verify)
         self._io.verify_hook = lambda *args: (method := verify()) is not None and method(*args)
         self._io.handle = ffi.new_handle(self._io)
-        ssl = lib.wolfSSL_new(context._ctx)
-        if ssl == ffi.NULL:
-            raise TlsError(TlsFailure.INTERNAL_ERROR, "wolfSSL_new failed")
-        self._ssl = ssl
-        lib.wolfSSL_SetIOReadCtx(ssl, self._io.handle)
-        lib.wolfSSL_SetIOWriteCtx(ssl, self._io.handle)
+        self._ssl: Any = None  # the WOLFSSL object, created by _attach once the ClientHello is in
+        self._wctx: Any = None  # the WOLFSSL_CTX it was created on
+        # Until then this object holds a reference on each of the context's WOLFSSL_CTXs (wolfSSL counts
+        # them), so that closing the MeterTlsContext does not pull them away from a connection in progress.
+        self._ctx_refs: list[Any] = []
+        for wctx in context._ctxs.values():
+            if lib.wolfSSL_CTX_up_ref(wctx) != lib.WOLFSSL_SUCCESS:
+                _release(lib, self._ctx_refs)
+                raise TlsError(TlsFailure.INTERNAL_ERROR, "wolfSSL_CTX_up_ref failed")
+            self._ctx_refs.append(wctx)
         # The finalizer references the handle so it outlives the WOLFSSL object that points to it.
-        self._finalizer = weakref.finalize(self, _free_ssl, lib, ssl, self._io.handle, context)
+        self._holder: list[Any] = []
+        self._finalizer = weakref.finalize(self, _free_ssl, lib, self._holder, self._ctx_refs, self._io.handle)
         self._out = RecordSplitter()
         self._app_in = bytearray()
         self._hello_bytes = bytearray()  # the client's stream up to the end of its ClientHello
@@ -217,6 +315,8 @@ class MeterTlsServer:
         self._verify_failure: TlsError | None = None
         self._error: TlsError | None = None
         self._info: TlsSessionInfo | None = None
+        self._cipher_active = False  # our ChangeCipherSpec went out: later alerts are encrypted (wolfSSL's)
+        self.group: keys.Curve | None = None  # the ECDHE group chosen for this connection
         self.handshake_complete = False
         self.peer_closed = False  # close_notify received
         self.closed = False  # close_notify sent
@@ -230,21 +330,25 @@ class MeterTlsServer:
         if not data:
             return
         if not self._hello_checked:
-            # Hold the bytes back until the ClientHello is complete, then check it against the policy before
-            # wolfSSL sees it (clear reasons, and groups wolfSSL cannot be told to refuse, see module doc).
+            # Hold the bytes back until the ClientHello is complete, check it against the policy and choose the
+            # ECDHE group; only then is the wolfSSL connection created, on that group's context.
             self._hello_bytes += data
+            stream = bytes(self._hello_bytes)
             try:
-                hello = parse_client_hello(bytes(self._hello_bytes))
-            except ValueError:
-                hello = None  # malformed: let wolfSSL produce its own error
-            else:
-                if hello is None and len(self._hello_bytes) < _MAX_HELLO:
+                hello = parse_client_hello(stream)
+            except ValueError as exc:
+                self._refuse(_first_flight_error(stream, str(exc)), stream)
+            if hello is None:
+                if len(stream) < _MAX_HELLO:
                     return
+                self._refuse(
+                    tls_error(TlsFailure.DECODE_ERROR, f"no complete ClientHello in the first {_MAX_HELLO} bytes"),
+                    stream,
+                )
             self._hello_checked = True
             self._hello = hello
-            if hello is not None:
-                self._precheck_hello(hello)
-            data = bytes(self._hello_bytes)
+            self._attach(self._precheck_hello(hello, stream))
+            data = stream
             self._hello_bytes = bytearray()
         self._io.incoming += data
         if not self.handshake_complete:
@@ -262,7 +366,10 @@ class MeterTlsServer:
         if self._io.outgoing:
             self._out.feed(bytes(self._io.outgoing))
             self._io.outgoing.clear()
-        return self._out.records()
+        records = self._out.records()
+        if not self._cipher_active and any(r[0] == CONTENT_CHANGE_CIPHER_SPEC for r in records):
+            self._cipher_active = True
+        return records
 
     def send_application_data(self, data: bytes) -> None:
         """Encrypt ``data`` (records of at most :attr:`max_fragment_length` plaintext bytes)."""
@@ -288,7 +395,7 @@ class MeterTlsServer:
         """Send close_notify (idempotent; a no-op after a failure)."""
         if self._error is not None or self.closed or self._finalizer.alive is False:
             return
-        if self.handshake_complete:
+        if self.handshake_complete and self._ssl is not None:
             self._lib.wolfSSL_shutdown(self._ssl)
         self.closed = True
 
@@ -311,14 +418,17 @@ class MeterTlsServer:
 
     @property
     def max_fragment_length(self) -> int:
-        """Largest plaintext we put in one record (512 when the client asked for max_fragment_length 2^9)."""
+        """Largest plaintext we put in one record (512 when the client asked for max_fragment_length 2^9;
+        16384, the TLS maximum, before the ClientHello was processed)."""
         self._check_alive()
+        if self._ssl is None:
+            return 16384
         return int(self._lib.wolfSSL_GetMaxOutputSize(self._ssl))
 
     @property
     def session_lifetime_s(self) -> int | None:
         """Lifetime of the established session in the resumption cache (744 h), None before the handshake."""
-        if not self.handshake_complete or not self._finalizer.alive:
+        if not self.handshake_complete or not self._finalizer.alive or self._ssl is None:
             return None
         sess = self._lib.wolfSSL_get1_session(self._ssl)
         if sess == self._ffi.NULL:
@@ -346,9 +456,12 @@ class MeterTlsServer:
         if not self._finalizer.alive:
             raise TlsStateError("connection object already freed")
 
-    def _precheck_hello(self, hello: ClientHelloSummary) -> None:
-        """Refuse a ClientHello that cannot lead to a policy-conformant session, with a precise reason."""
+    def _precheck_hello(self, hello: ClientHelloSummary, stream: bytes) -> keys.Curve | None:
+        """Refuse a ClientHello that cannot lead to a policy-conformant session, with a precise reason and the
+        matching alert; otherwise return the ECDHE group to pin (None only with the test hook)."""
+        ctx = self._context
         exc: TlsError | None = None
+        group: keys.Curve | None = None
         if not hello.offers_tls12():
             exc = tls_error(
                 TlsFailure.PROTOCOL_VERSION,
@@ -362,30 +475,57 @@ class MeterTlsServer:
                 f"client offered none of the four TR-03116-3 suites ({suites})",
                 alert="handshake_failure",
             )
-        elif (
-            self._context._restrict_groups
-            and hello.groups is not None
-            and (not set(hello.groups) & _ALLOWED_GROUP_IDS or set(hello.groups) & _REFUSED_GROUP_IDS)
-        ):
-            groups = ", ".join(_group_name(g) for g in hello.groups)
-            exc = tls_error(
-                TlsFailure.FORBIDDEN_GROUP,
-                f"client offered ECDHE groups {groups}; only "
-                "brainpoolP256r1/384r1/512r1, secp256r1, secp384r1 are allowed (and X25519/X448 "
-                "must not be offered)",
-                alert="handshake_failure",
-            )
         elif 0 not in hello.compression_methods:
             exc = tls_error(
                 TlsFailure.HANDSHAKE_FAILURE,
                 "client does not offer the null compression method",
                 alert="handshake_failure",
             )
+        elif ctx._restrict_groups:
+            try:
+                group = ctx.choose_group(hello)
+            except TlsError as err:
+                exc = err
+            else:
+                curve = ctx.certificate_curve
+                if hello.groups is not None and curve is not None and curve.tls_group_id not in hello.groups:
+                    # RFC 8422 5.1: the client's list also names the curves it accepts in our certificate
+                    exc = tls_error(
+                        TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED,
+                        f"client offered {_describe_groups(hello.groups)}, not {curve.value}, the curve of this "
+                        "meter's certificate",
+                        alert="handshake_failure",
+                    )
         if exc is not None:
-            version = bytes(self._hello_bytes[1:3]) if len(self._hello_bytes) >= 3 else b"\x03\x03"
-            self._io.outgoing += alert_record(exc.alert or "handshake_failure", version=version)
-            self._error = exc
-            raise exc
+            self._refuse(exc, stream)
+        return group
+
+    def _refuse(self, exc: TlsError, stream: bytes) -> NoReturn:
+        """A refusal decided here, before wolfSSL saw anything: queue the plaintext fatal alert ourselves."""
+        alert = exc.alert if exc.reason is not TlsFailure.PEER_ALERT else None
+        if alert is None and exc.reason is not TlsFailure.PEER_ALERT:
+            alert = ALERT_FOR.get(exc.reason)
+            exc = tls_error(exc.reason, exc.detail, alert=alert, code=exc.code)
+        if alert is not None:
+            self._io.outgoing += alert_record(alert, version=alert_version(self._hello, stream))
+        self._hello_checked = True
+        self._error = exc
+        raise exc
+
+    def _attach(self, group: keys.Curve | None) -> None:
+        """Create the wolfSSL connection on the context pinned to ``group``."""
+        ffi, lib = self._ffi, self._lib
+        wctx = self._context._ctxs_of(group, self._ctx_refs)
+        ssl = lib.wolfSSL_new(wctx)
+        if ssl == ffi.NULL:
+            self._refuse(tls_error(TlsFailure.INTERNAL_ERROR, "wolfSSL_new failed"), b"")
+        self._holder.append(ssl)
+        _release(lib, self._ctx_refs)  # the WOLFSSL object now holds its own context
+        self._ssl = ssl
+        self._wctx = wctx
+        self.group = group
+        lib.wolfSSL_SetIOReadCtx(ssl, self._io.handle)
+        lib.wolfSSL_SetIOWriteCtx(ssl, self._io.handle)
 
     def _do_handshake(self) -> None:
         lib = self._lib
@@ -420,7 +560,13 @@ class MeterTlsServer:
                 raise tls_error(
                     TlsFailure.FORBIDDEN_GROUP,
                     f"negotiated ECDHE group {name} is not a TR-03116-3 group",
-                    alert="insufficient_security",
+                    alert="handshake_failure",
+                )
+            if self.group is not None and group is not self.group:
+                raise tls_error(
+                    TlsFailure.FORBIDDEN_GROUP,
+                    f"negotiated ECDHE group {group.value}, not the pinned {self.group.value}",
+                    alert="handshake_failure",
                 )
         peer_der = self._peer_certificate_der()
         if peer_der is None:
@@ -460,12 +606,13 @@ class MeterTlsServer:
             lib.wolfSSL_shutdown(self._ssl)
             sess = lib.wolfSSL_get1_session(self._ssl)
             if sess != self._ffi.NULL:
-                lib.wolfSSL_SSL_CTX_remove_session(self._context._ctx, sess)
+                lib.wolfSSL_SSL_CTX_remove_session(self._wctx, sess)
                 lib.wolfSSL_SESSION_free(sess)
+            exc = tls_error(exc.reason, f"{exc.detail} (resumed session: ended with close_notify)", code=exc.code)
         else:
             # withhold our ChangeCipherSpec + Finished; send a plaintext fatal alert instead
             self._io.outgoing.clear()
-            self._io.outgoing += alert_record(exc.alert or "handshake_failure")
+            exc = self._answer_with_alert(exc)
         self._error = exc
         raise exc
 
@@ -534,11 +681,42 @@ class MeterTlsServer:
         )
         return False
 
-    def _raise_from(self, ret: int, what: str) -> None:
+    def _raise_from(self, ret: int, what: str) -> NoReturn:
         err = self._lib.wolfSSL_get_error(self._ssl, ret)
-        exc = self._classify(err, what)
+        exc = self._answer_with_alert(self._classify(err, what))
         self._error = exc
         raise exc
+
+    def _answer_with_alert(self, exc: TlsError) -> TlsError:
+        """Make the output end with the fatal alert that names ``exc`` (the error is returned with the alert
+        actually sent). wolfSSL 5.5.4 answers some failures with a different alert (bad_certificate for a
+        missing certificate) and some with none; while our records are still plaintext, its alert is replaced
+        or ours appended. Once our ChangeCipherSpec is out, alerts are encrypted: wolfSSL's own stands."""
+        if exc.reason is TlsFailure.PEER_ALERT:
+            return exc  # the client's fatal alert ended it: no answer (RFC 5246 7.2.2)
+        wanted = exc.alert or ALERT_FOR.get(exc.reason)
+        sent = self._queue_fatal_alert(wanted) if wanted else None
+        if sent is None and self._ssl is not None:
+            hist = self._ffi.new("WOLFSSL_ALERT_HISTORY *")
+            self._lib.wolfSSL_get_alert_history(self._ssl, hist)
+            sent = ALERT_DESCRIPTIONS.get(hist.last_tx.code) if hist.last_tx.level == 2 else None
+        if sent == exc.alert:
+            return exc
+        return tls_error(exc.reason, exc.detail, alert=sent, code=exc.code)
+
+    def _queue_fatal_alert(self, alert: str) -> str | None:
+        """Put the plaintext fatal ``alert`` at the end of the pending output (replacing a plaintext alert of
+        wolfSSL's); None, doing nothing, once our records are encrypted."""
+        records, rest = split_records(bytes(self._io.outgoing))
+        if self._cipher_active or any(r[0] == CONTENT_CHANGE_CIPHER_SPEC for r in records):
+            return None
+        if records and is_plaintext_alert(records[-1]):
+            records[-1] = alert_record(alert, version=records[-1][1:3])
+        else:
+            version = records[-1][1:3] if records else alert_version(self._hello)
+            records.append(alert_record(alert, version=version))
+        self._io.outgoing[:] = b"".join(records) + rest
+        return alert
 
     def _classify(self, err: int, what: str) -> TlsError:
         lib = self._lib
@@ -558,7 +736,6 @@ class MeterTlsServer:
             return tls_error(
                 TlsFailure.NO_CERTIFICATE,
                 "the client sent no certificate (mutual authentication is mandatory)",
-                alert=tx_alert,
                 code=err,
             )
         if err in (lib.VERSION_ERROR,) or (hello is not None and not hello.offers_tls12()):
@@ -566,7 +743,7 @@ class MeterTlsServer:
             return tls_error(
                 TlsFailure.PROTOCOL_VERSION,
                 f"only TLS 1.2 is accepted; client offered {offered}",
-                alert=tx_alert or "protocol_version",
+                alert="protocol_version",
                 code=err,
             )
         if err == lib.MATCH_SUITE_ERROR:
@@ -575,24 +752,22 @@ class MeterTlsServer:
                 return tls_error(
                     TlsFailure.NO_SHARED_CIPHER,
                     f"client offered none of the TR-03116-3 suites ({suites})",
-                    alert=tx_alert,
-                    code=err,
+                        code=err,
                 )
             if hello is not None and hello.groups is not None and not set(hello.groups) & _ALLOWED_GROUP_IDS:
                 groups = ", ".join(_group_name(g) for g in hello.groups)
                 return tls_error(
                     TlsFailure.FORBIDDEN_GROUP,
                     f"client offered no TR-03116-3 ECDHE group ({groups})",
-                    alert=tx_alert,
-                    code=err,
+                        code=err,
                 )
-            return tls_error(TlsFailure.NO_SHARED_CIPHER, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.NO_SHARED_CIPHER, detail, code=err)
         if err in (lib.VERIFY_MAC_ERROR, lib.DECRYPT_ERROR):
-            return tls_error(TlsFailure.BAD_RECORD_MAC, detail, alert=tx_alert or "bad_record_mac", code=err)
+            return tls_error(TlsFailure.BAD_RECORD_MAC, detail, alert="bad_record_mac", code=err)
         if err == lib.SECURE_RENEGOTIATION_E:
-            return tls_error(TlsFailure.RENEGOTIATION_REFUSED, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.RENEGOTIATION_REFUSED, detail, code=err)
         if err in (lib.LENGTH_ERROR, lib.HANDSHAKE_SIZE_ERROR) or tx_alert == "record_overflow":
-            return tls_error(TlsFailure.RECORD_OVERFLOW, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.RECORD_OVERFLOW, detail, code=err)
         if err in (
             lib.SANITY_MSG_E,
             lib.DUPLICATE_MSG_E,
@@ -604,10 +779,9 @@ class MeterTlsServer:
                 return tls_error(
                     TlsFailure.RENEGOTIATION_REFUSED,
                     f"{detail} (handshake message after the handshake: renegotiation is not allowed)",
-                    alert=tx_alert,
-                    code=err,
+                        code=err,
                 )
-            return tls_error(TlsFailure.UNEXPECTED_MESSAGE, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.UNEXPECTED_MESSAGE, detail, code=err)
         if err in (
             lib.BUFFER_ERROR,
             lib.PARSE_ERROR,
@@ -616,30 +790,44 @@ class MeterTlsServer:
             lib.BUFFER_E,
             lib.ASN_PARSE_E,
         ):
-            return tls_error(TlsFailure.DECODE_ERROR, detail, alert=tx_alert, code=err)
-        if err == lib.VERIFY_SIGN_ERROR:
+            return tls_error(TlsFailure.DECODE_ERROR, detail, code=err)
+        if err == lib.VERIFY_FINISHED_ERROR:
+            return tls_error(
+                TlsFailure.HANDSHAKE_FAILURE, f"{what}: the client's Finished does not verify",
+                alert="decrypt_error", code=err,
+            )
+        if err in (lib.VERIFY_SIGN_ERROR, lib.SIG_VERIFY_E):
             return tls_error(
                 TlsFailure.BAD_CERTIFICATE,
                 f"{what}: the client's CertificateVerify signature does not match its certificate",
-                alert=tx_alert,
+                alert="decrypt_error",
                 code=err,
             )
         if err in (lib.VERIFY_CERT_ERROR, lib.ASN_NO_SIGNER_E, lib.ASN_SIG_CONFIRM_E):
-            return tls_error(TlsFailure.BAD_CERTIFICATE, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.BAD_CERTIFICATE, detail, code=err)
         if err in (lib.ECC_CURVE_ERROR, lib.ECC_PEERKEY_ERROR):
-            return tls_error(TlsFailure.FORBIDDEN_GROUP, detail, alert=tx_alert, code=err)
+            return tls_error(TlsFailure.FORBIDDEN_GROUP, detail, code=err)
         if err == lib.FATAL_ERROR:
             return tls_error(TlsFailure.PEER_ALERT, f"{what}: the client aborted", alert=rx_alert, code=err)
         return tls_error(
             TlsFailure.HANDSHAKE_FAILURE if not self.handshake_complete else TlsFailure.INTERNAL_ERROR,
             detail,
-            alert=tx_alert,
             code=err,
         )
 
 
-def _free_ssl(lib: Any, ssl: Any, handle: Any, context: MeterTlsContext) -> None:
-    lib.wolfSSL_free(ssl)
+def _free_ssl(lib: Any, holder: list[Any], ctx_refs: list[Any], handle: Any) -> None:
+    # ``handle`` is only referenced to outlive the WOLFSSL object that points to it
+    for ssl in holder:
+        lib.wolfSSL_free(ssl)
+    holder.clear()
+    _release(lib, ctx_refs)
+
+
+def _release(lib: Any, ctx_refs: list[Any]) -> None:
+    for ctx in ctx_refs:
+        lib.wolfSSL_CTX_free(ctx)  # drops one reference
+    ctx_refs.clear()
 
 
 _GROUP_NAMES = {
@@ -657,6 +845,33 @@ _VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1.0", 0x0302: "TLSv1.1", 0x0303:
 
 def _group_name(group: int) -> str:
     return _GROUP_NAMES.get(group, f"0x{group:04X}")
+
+
+def _describe_groups(groups: Sequence[int]) -> str:
+    return ", ".join(_group_name(g) for g in groups) or "none"
+
+
+def _first_flight_error(stream: bytes, problem: str) -> TlsError:
+    """The error for a first flight that is not a well-formed ClientHello (``problem``: the parser's words)."""
+    if stream[:1] == bytes([CONTENT_ALERT]) and len(stream) >= 7 and stream[5] == 2:
+        name = ALERT_DESCRIPTIONS.get(stream[6], f"alert {stream[6]}")
+        return tls_error(TlsFailure.PEER_ALERT, "the client aborted before its ClientHello", alert=name)
+    if len(stream) >= 3 and stream[0] & 0x80 and stream[2] == 1:
+        return tls_error(
+            TlsFailure.PROTOCOL_VERSION, "an SSL 2.0-format ClientHello (only TLS 1.2 is accepted)",
+            alert="protocol_version",
+        )
+    if len(stream) >= 2 and stream[1] == 3 and stream[0] in (CONTENT_CHANGE_CIPHER_SPEC, CONTENT_APPLICATION_DATA):
+        return tls_error(
+            TlsFailure.UNEXPECTED_MESSAGE, f"record type {stream[0]} before the ClientHello",
+            alert="unexpected_message",
+        )
+    if len(stream) >= 6 and stream[0] == CONTENT_HANDSHAKE and stream[5] != 1:
+        return tls_error(
+            TlsFailure.UNEXPECTED_MESSAGE, f"handshake message {stream[5]} instead of a ClientHello",
+            alert="unexpected_message",
+        )
+    return tls_error(TlsFailure.DECODE_ERROR, f"not a TLS ClientHello ({problem})", alert="decode_error")
 
 
 def _describe_versions(hello: ClientHelloSummary | None) -> str:

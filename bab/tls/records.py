@@ -48,6 +48,27 @@ def alert_record(description: str, *, fatal: bool = True, version: bytes = b"\x0
     return bytes([CONTENT_ALERT]) + version + b"\x00\x02" + bytes([2 if fatal else 1, ALERT_CODES[description]])
 
 
+def alert_version(hello: ClientHelloSummary | None, stream: bytes = b"") -> bytes:
+    """The record version for a plaintext alert answering a client's first flight.
+
+    Before a ServerHello no version is agreed; the answer uses the highest version both sides speak as far as
+    the client announced it: the ClientHello's ``legacy_version`` capped at TLS 1.2 (a TLS 1.0 client reads
+    03 01, a TLS 1.2 or 1.3 client 03 03). Without a parsed ClientHello, the version of the client's first
+    record header if it is an SSL 3.0 to TLS 1.2 one, else 03 03.
+    """
+    if hello is not None:
+        version = min(max(hello.legacy_version, 0x0300), 0x0303)
+        return version.to_bytes(2, "big")
+    if len(stream) >= 3 and stream[1] == 3 and stream[2] <= 3:
+        return bytes(stream[1:3])
+    return b"\x03\x03"
+
+
+def is_plaintext_alert(record: bytes) -> bool:
+    """True for an unencrypted alert record (2-byte body); an encrypted one is longer (IV/nonce and tag)."""
+    return len(record) == HEADER_LEN + 2 and record[0] == CONTENT_ALERT
+
+
 class RecordSplitter:
     """Accumulates a TLS byte stream and hands out whole records; a partial record stays buffered."""
 
@@ -99,6 +120,7 @@ class ClientHelloSummary:
     supported_versions: list[int] | None = None  # None: no supported_versions extension
     max_fragment_length: int | None = None  # RFC 6066 code (1 = 512)
     compression_methods: bytes = b""
+    session_id: bytes = b""  # the session the client asks to resume (empty: a full handshake)
 
     def offers_tls12(self) -> bool:
         if self.supported_versions is not None:
@@ -159,7 +181,7 @@ def _parse_hello_body(b: bytes) -> ClientHelloSummary:
 
     hello = ClientHelloSummary(legacy_version=u16())
     take(32)  # random
-    take(u8())  # session id
+    hello.session_id = take(u8())
     suites = take(u16())
     hello.cipher_suites = [int.from_bytes(suites[i : i + 2], "big") for i in range(0, len(suites) - 1, 2)]
     hello.compression_methods = take(u8())
