@@ -306,6 +306,76 @@ def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None]):  # ty
     return secure_reader(say, security, keys, resets)
 
 
+# --- bab bridge ---------------------------------------------------------------------------------------------
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from bab.gateway.app import SoftwareGateway
+    from bab.gateway.bridge import SelectorBridge
+    from bab.gateway.bridge_server import serve_bridge
+    from bab.hdlc.timing import GatewayTiming
+    from bab.lmn.node import LinkNode
+    from bab.lmn.runner import NodeRunner
+    from bab.meter_id import MeterId
+    from bab.transport import PortTransport, TransportError
+
+    setup_logging(args.log_level)
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:8.2f}s] {text}", flush=True)
+
+    try:
+        meter = MeterId.parse(args.meter).server_id if args.meter else None
+        host, sep, port_text = args.listen.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"--listen takes HOST:PORT, got {args.listen!r}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        timing = GatewayTiming(broadcast_period=args.broadcast_period, check_period=args.check_period)
+        gateway = SoftwareGateway(timing, report=say, report_exchanges=False,
+                                  conversation_timeout=args.max_connection_time)
+        bridge = SelectorBridge(gateway, meter=meter, connect_timeout=args.connect_timeout, report=say)
+        port = PortTransport(args.port, args.baudrate)
+        runner = NodeRunner(LinkNode([bridge]), port.write)
+        lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        try:
+            port.open(runner.feed, lambda exc: lost.done() or lost.set_result(exc))
+        except TransportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        task = asyncio.create_task(runner.run())
+        try:
+            server, _ = await serve_bridge(bridge, runner.poke, host or "127.0.0.1", int(port_text), report=say)
+        except OSError as exc:
+            print(f"error: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+            task.cancel()
+            port.close()
+            return 1
+        addr = server.sockets[0].getsockname()
+        say(f"bridge: TCP {addr[0]}:{addr[1]} -> selector 1 of "
+            f"{args.meter or 'the meter on the bus'} via the software gateway on {args.port}")
+        try:
+            async with server:
+                if args.duration:
+                    done, _ = await asyncio.wait([lost], timeout=args.duration)
+                else:
+                    await lost
+                    done = {lost}
+            if done:
+                print(f"error: port lost: {lost.result()}", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            task.cancel()
+            port.close()
+
+    return _run_async(main)
+
+
 # --- bab bus ------------------------------------------------------------------------------------------------
 
 
@@ -376,6 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     gw.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     gw.set_defaults(func=cmd_gateway)
+
+    br = sub.add_parser("bridge", help="a meter's TLS channel (selector 1) as a local TCP port, for TLS tools")
+    br.add_argument("--port", required=True, help="LMN port: device path or pyserial URL")
+    br.add_argument("--listen", default="127.0.0.1:4433", help="HOST:PORT to listen on (port 0 picks a free one)")
+    br.add_argument("--meter", help="meter ID to bridge to (default: the only meter on the bus)")
+    br.add_argument("--baudrate", type=int, default=921600)
+    br.add_argument("--broadcast-period", type=float, default=14.0)
+    br.add_argument("--check-period", type=float, default=15.0)
+    br.add_argument("--connect-timeout", type=float, default=30.0,
+                    help="how long a TCP connection waits for the meter to register (seconds)")
+    br.add_argument("--max-connection-time", type=float, default=3600.0,
+                    help="longest HDLC connection the gateway keeps open for one TCP connection (seconds)")
+    br.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    br.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    br.set_defaults(func=cmd_bridge)
 
     cfg = sub.add_parser("config", help="check a configuration file or print the reference")
     cfg.add_argument("action", choices=["check", "reference"])

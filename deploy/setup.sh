@@ -15,8 +15,9 @@ cd "$here"
 venv="${BAB_VENV:-$here/.venv}"
 
 # System packages: python3 with venv (the runtime), a C compiler and headers (cffi binding to wolfSSL),
-# libwolfssl-dev (TLS), systemd (systemd-analyze for the unit tests), udev, shellcheck (script tests).
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev systemd udev shellcheck)
+# libwolfssl-dev (TLS), systemd (systemd-analyze for the unit tests), udev, shellcheck (script tests),
+# openssl (the `openssl s_client` tests through `bab bridge`; testssl.sh is optional, `pytest -m testssl`).
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev systemd udev shellcheck openssl)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -40,9 +40,11 @@ def describe(server_id: bytes) -> str:
 
 class SoftwareGateway:
     def __init__(self, timing: GatewayTiming | None = None, *, reader: Reader | None = None,
-                 poll_interval: float = 5.0, report: Callable[[str], None] = print, **station_args) -> None:
+                 poll_interval: float = 5.0, report: Callable[[str], None] = print,
+                 report_exchanges: bool = True, **station_args) -> None:
         self.station = GatewayStation(timing, **station_args)
         self.reader = reader
+        self.report_exchanges = report_exchanges  # off where the owner reports its conversations itself
         self.poll_interval = poll_interval
         self.report = report
         self.next_poll: dict[int, float] = {}
@@ -55,6 +57,8 @@ class SoftwareGateway:
         self._handle_events(now)
 
     def next_deadline(self) -> float | None:
+        if not self._started:
+            return float("-inf")  # due at once: the first step starts the station
         times = [t for t in (self.station.next_deadline(), *self._poll_times()) if t is not None]
         return min(times) if times else None
 
@@ -94,7 +98,7 @@ class SoftwareGateway:
             elif isinstance(e, ev.ParticipantDropped):
                 self.report(f"participant {describe(e.server_id)} at {e.address:#04x} dropped: {e.reason}")
                 self.next_poll.pop(e.address, None)
-            elif isinstance(e, ev.ExchangeFailed):
+            elif isinstance(e, ev.ExchangeFailed) and self.report_exchanges:
                 self.report(f"reading {e.address:#04x} on selector {e.selector} failed: {e.reason}")
             elif isinstance(e, ev.ConversationDone):
                 self.polls_done += 1
