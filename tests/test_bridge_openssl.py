@@ -210,7 +210,6 @@ REFUSALS = [
     (["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "{pinned}"], Curve.SECP256R1, 70, "protocol version"),
     (["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256", "{pinned}"],
      Curve.SECP256R1, 40, "no shared cipher"),
-    (["-tls1_2", "{pinned}"], Curve.BRAINPOOL_P256R1, 40, "certificate curve not offered"),
 ]
 
 
@@ -232,6 +231,13 @@ async def test_each_refusal_reaches_s_client_as_its_alert(lab: Lab) -> None:
                 break
             await asyncio.sleep(0.02)
         assert [f.reason.value for f in lab.failures[before:]] == [failure], (args, lab.failures[before:])
+    # a brainpool meter certificate and OpenSSL's default groups: the meter answers (on P-256), and OpenSSL
+    # refuses the certificate itself, its curve not being in its own list
+    lab.use_meter_curve(Curve.BRAINPOOL_P256R1)
+    rc, _, err = await s_client(lab.port, "-tls1_2", *lab.pinned())
+    assert rc != 0 and "wrong curve" in err, err
+    rc, _, err = await s_client(lab.port, "-tls1_2", "-groups", "X25519:brainpoolP256r1", *lab.pinned())
+    assert temp_key(err) == "brainpoolP256r1" and rc == 0, err
     # the meter still serves a correct client afterwards
     lab.use_meter_curve(Curve.SECP256R1)
     rc, _, err = await s_client(lab.port, "-tls1_2", *lab.pinned())
@@ -360,9 +366,9 @@ def test_bridge_command_line_errors(tmp_path: Path) -> None:
 @pytest.mark.testssl
 @pytest.mark.skipif(shutil.which("testssl") is None, reason="testssl.sh not installed (apt-get install testssl.sh)")
 def test_testssl_through_the_bridge(tmp_path: Path) -> None:
-    """testssl.sh sees TLS 1.2 only, exactly the four TR-03116-3 suites, and (with the meter certificate on
-    P-384, see docs/tls-testing.md) all five TR groups."""
-    with processes(tmp_path, Curve.SECP384R1) as (port, _):
+    """testssl.sh sees TLS 1.2 only, exactly the four TR-03116-3 suites and all five TR groups, against a
+    meter with a certificate on brainpoolP256r1 (BAB's default curve)."""
+    with processes(tmp_path, Curve.BRAINPOOL_P256R1) as (port, _):
         done = subprocess.run(["testssl", "--color", "0", "--warnings", "off", "-p", "-E", "-f",
                                f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=900)
     out = done.stdout

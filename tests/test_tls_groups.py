@@ -136,13 +136,38 @@ def test_only_forbidden_groups_get_handshake_failure(offer: str) -> None:
     assert tail == [b"\x15\x03\x03\x00\x02\x02\x28"]  # one plaintext fatal alert, TLS 1.2 record version
 
 
-def test_a_list_without_the_certificate_curve_is_refused() -> None:
-    """RFC 8422 5.1: the client's list names the curves it accepts in our certificate too (an OpenSSL client
-    would reject a brainpool certificate after an offer without brainpool)."""
-    err, client_err, _ = refused(meter(Curve.BRAINPOOL_P256R1), gateway(Curve.BRAINPOOL_P256R1,
-                                                                         OPENSSL_DEFAULT_GROUPS))
-    assert err.reason is TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED and "brainpoolP256r1" in err.detail
-    assert client_err.alert == "handshake_failure"
+def test_a_list_without_the_certificate_curve_is_served_and_left_to_the_client() -> None:
+    """The meter does not hold the client's list against its certificate's curve (the reference gateway
+    offers secp256r1 only and takes a brainpool meter certificate). An OpenSSL client does check it: it refuses
+    the certificate itself, and the meter sees the client's alert."""
+    sctx = meter(Curve.BRAINPOOL_P256R1)
+    server = sctx.new_connection()
+    client = gateway(Curve.BRAINPOOL_P256R1, OPENSSL_DEFAULT_GROUPS).new_connection()
+    client.start()
+    with pytest.raises(TlsError):
+        pump(client, server, chunk=128)
+    assert server.group is Curve.SECP256R1  # the meter answered, on an allowed group
+    assert client.error.reason is TlsFailure.FORBIDDEN_GROUP and "WRONG_CURVE" in str(client.error)
+    with pytest.raises(TlsError):
+        for record in client.records_to_send():  # the client's alert
+            server.receive_bytes(record)
+    assert server.error.reason is TlsFailure.PEER_ALERT and server.records_to_send() == []
+
+
+def test_a_secp256r1_only_hello_gets_a_brainpool_certificate_and_p256() -> None:
+    """What the reference gateway sends (supported_groups secp256r1 only), to a meter with a brainpool
+    certificate: served, ECDHE on P-256."""
+    from test_tls_rejections import crafted_client_hello
+
+    hello = crafted_client_hello(b"\x00", groups=b"\x00\x17")
+    assert parse_client_hello(hello).groups == [23]
+    server = meter(Curve.BRAINPOOL_P256R1).new_connection()
+    server.receive_bytes(hello)
+    flight = b"".join(server.records_to_send())
+    assert server.error is None and server.group is Curve.SECP256R1
+    assert flight[5] == 2  # ServerHello
+    ske = flight.index(b"\x0c\x00")
+    assert flight[ske + 4 : ske + 7] == b"\x03\x00\x17"
 
 
 def test_resumption_across_the_pinned_contexts() -> None:
@@ -302,3 +327,41 @@ def test_the_post_handshake_group_check_still_refuses_with_an_alert() -> None:
     err, client_err, tail = refused(sctx, gateway(Curve.SECP256R1, "X25519:P-256"))
     assert err.reason is TlsFailure.FORBIDDEN_GROUP and "X25519" in err.detail
     assert tail == [b"\x15\x03\x03\x00\x02\x02\x28"] and client_err.alert == "handshake_failure"
+
+
+def _extensions(hello_body: bytes, after: int) -> list[int]:
+    """Extension types of a Client/ServerHello body, whose extensions block starts at ``after``."""
+    end = after + 2 + int.from_bytes(hello_body[after : after + 2], "big")
+    pos, types = after + 2, []
+    while pos + 4 <= end:
+        types.append(int.from_bytes(hello_body[pos : pos + 2], "big"))
+        pos += 4 + int.from_bytes(hello_body[pos + 2 : pos + 4], "big")
+    return types
+
+
+def test_truncated_hmac_is_granted_to_a_client_that_asks_and_openssl_does_not_ask() -> None:
+    """What testssl.sh reports as "truncated HMAC/#4" (docs/tls-testing.md): wolfSSL 5.5.4 grants the
+    RFC 6066 extension when a client asks for it; an OpenSSL client (like a TR gateway) never asks."""
+    from test_tls_rejections import crafted_client_hello
+
+    client = gateway(Curve.SECP256R1, None).new_connection()
+    client.start()
+    body = client.bytes_to_send()[9:]
+    sid = body[34]
+    suites = int.from_bytes(body[35 + sid : 37 + sid], "big")
+    comp = body[37 + sid + suites]
+    assert 4 not in _extensions(body, 38 + sid + suites + comp)
+    hello = bytearray(crafted_client_hello(b"\x00"))
+    ext_len_at = 5 + 4 + 2 + 32 + 1 + 2 + 8 + 1 + 1
+    ext_len = int.from_bytes(hello[ext_len_at : ext_len_at + 2], "big")
+    hello[ext_len_at : ext_len_at + 2] = (ext_len + 4).to_bytes(2, "big")
+    hello += b"\x00\x04\x00\x00"  # truncated_hmac, empty
+    hello[3:5] = (len(hello) - 5).to_bytes(2, "big")
+    hello[6:9] = (len(hello) - 9).to_bytes(3, "big")
+    assert parse_client_hello(bytes(hello)).groups == [26, 23]
+    server = meter(Curve.SECP256R1).new_connection()
+    server.receive_bytes(bytes(hello))
+    server_hello = server.records_to_send()[0][9:]
+    sid = server_hello[34]
+    granted = _extensions(server_hello, 35 + sid + 3)
+    assert 4 in granted and 11 in granted  # (ec_point_formats: the walk reads the real extension list)

@@ -245,15 +245,6 @@ def test_only_forbidden_groups(rejection_link, caplog, offer) -> None:
     assert_read_works(link, good)
 
 
-def test_offer_without_the_certificate_curve(caplog) -> None:
-    sctx, good = contexts(Curve.BRAINPOOL_P256R1)
-    meter = MeterSide(sctx)
-    link = Link(meter.layer)
-    _, bad = contexts(Curve.BRAINPOOL_P256R1, raw_groups=OPENSSL_DEFAULT_GROUPS)
-    reject(link, meter, bad, TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED, caplog, "handshake_failure")
-    assert_read_works(link, good)
-
-
 def test_non_tr_suites_only(rejection_link, caplog) -> None:
     link, meter, good = rejection_link
     _, bad = contexts(ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-CHACHA20-POLY1305")

@@ -363,10 +363,10 @@ def test_closed_context_refuses_new_connections() -> None:
     assert live.handshake_complete
 
 
-def crafted_client_hello(compression: bytes) -> bytes:
-    """A TLS 1.2 ClientHello record offering the TR suites and groups and the given compression methods."""
+def crafted_client_hello(compression: bytes, groups: bytes = b"\x00\x1a\x00\x17") -> bytes:
+    """A TLS 1.2 ClientHello record offering the TR suites, ``groups`` (brainpoolP256r1 and secp256r1 by
+    default) and the given compression methods."""
     suites = b"\xc0\x2b\xc0\x2c\xc0\x23\xc0\x24"
-    groups = b"\x00\x1a\x00\x17"
     exts = b"\x00\x0a" + (len(groups) + 2).to_bytes(2, "big") + len(groups).to_bytes(2, "big") + groups
     exts += b"\x00\x0b\x00\x02\x01\x00"  # ec_point_formats: uncompressed
     exts += b"\x00\x0d\x00\x04\x00\x02\x04\x03"  # signature_algorithms: ecdsa_secp256r1_sha256

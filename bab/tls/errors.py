@@ -25,7 +25,6 @@ class TlsFailure(StrEnum):
     PROTOCOL_VERSION = "protocol version"  # anything but TLS 1.2
     NO_SHARED_CIPHER = "no shared cipher"  # none of the 4 TR-03116-3 suites offered
     FORBIDDEN_GROUP = "forbidden group"  # no TR-03116-3 ECDHE group offered, or another one negotiated
-    CERTIFICATE_CURVE_NOT_OFFERED = "certificate curve not offered"  # client cannot use our certificate's curve
     BAD_RECORD_MAC = "bad record MAC"  # a record failed authentication/decryption
     DECODE_ERROR = "decode error"  # malformed or truncated record or handshake message
     RECORD_OVERFLOW = "record overflow"
@@ -89,7 +88,6 @@ _CLASS_OF: dict[TlsFailure, type[TlsError]] = {
     TlsFailure.PROTOCOL_VERSION: TlsNegotiationError,
     TlsFailure.NO_SHARED_CIPHER: TlsNegotiationError,
     TlsFailure.FORBIDDEN_GROUP: TlsNegotiationError,
-    TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED: TlsNegotiationError,
     TlsFailure.POLICY_VIOLATION: TlsNegotiationError,
     TlsFailure.BAD_RECORD_MAC: TlsRecordError,
     TlsFailure.DECODE_ERROR: TlsRecordError,
@@ -111,7 +109,6 @@ ALERT_FOR: dict[TlsFailure, str | None] = {
     TlsFailure.PROTOCOL_VERSION: "protocol_version",
     TlsFailure.NO_SHARED_CIPHER: "handshake_failure",
     TlsFailure.FORBIDDEN_GROUP: "handshake_failure",
-    TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED: "handshake_failure",
     TlsFailure.BAD_RECORD_MAC: "bad_record_mac",
     TlsFailure.DECODE_ERROR: "decode_error",
     TlsFailure.RECORD_OVERFLOW: "record_overflow",

@@ -19,9 +19,9 @@ Policy (enforced by configuration *and* checked again after every handshake):
   client lists). (2) The ClientHello is parsed in Python before wolfSSL sees it; the group is the first of
   ours that the client offers (:meth:`MeterTlsContext.choose_group`; a client offering X25519, X448, P-521...
   *besides* one of ours is served on ours), and the wolfSSL connection is created on that group's context. A
-  client offering none of ours is refused (``FORBIDDEN_GROUP``); so is one whose list lacks the curve of our
-  certificate (``CERTIFICATE_CURVE_NOT_OFFERED``: RFC 8422 5.1 makes the list bind the certificate curve too,
-  and an OpenSSL client would reject our certificate anyway). (3) The ephemeral key is made by a C
+  client offering none of ours is refused (``FORBIDDEN_GROUP``). The list is not held against the curve of
+  our certificate: a gateway offering only secp256r1 (the reference gateway) accepts a brainpool meter
+  certificate, and a client that does check it refuses it on its side. (3) The ephemeral key is made by a C
   key-generation callback that refuses any ECC curve outside the five. (4) The negotiated group is verified
   after the handshake (a TR group, and the pinned one); on a violation our ChangeCipherSpec/Finished are
   withheld and replaced by a fatal alert, so the handshake never completes.
@@ -168,7 +168,6 @@ class MeterTlsContext:
             raise ValueError(f"groups must be distinct TR-03116-3 groups, got {groups!r}")
         self.cert_der = keys.certificate_der(cert_pem)
         self.peer_cert_der = keys.certificate_der(peer_cert_pem)
-        self.certificate_curve = keys.describe_certificate(self.cert_der).curve
         key_der = keys.private_key_der(key_pem, sec1=True)
         keys.check_key_matches_certificate(key_pem, cert_pem)
         peer = keys.load_certificate(self.peer_cert_der)
@@ -482,20 +481,13 @@ class MeterTlsServer:
                 alert="handshake_failure",
             )
         elif ctx._restrict_groups:
+            # The client's list is not also held against our certificate's curve (RFC 8422 5.1 would have
+            # it so): the reference gateway offers secp256r1 only and accepts a meter certificate on any TR
+            # curve; a client that does check refuses our certificate itself (an OpenSSL client: wrong curve).
             try:
                 group = ctx.choose_group(hello)
             except TlsError as err:
                 exc = err
-            else:
-                curve = ctx.certificate_curve
-                if hello.groups is not None and curve is not None and curve.tls_group_id not in hello.groups:
-                    # RFC 8422 5.1: the client's list also names the curves it accepts in our certificate
-                    exc = tls_error(
-                        TlsFailure.CERTIFICATE_CURVE_NOT_OFFERED,
-                        f"client offered {_describe_groups(hello.groups)}, not {curve.value}, the curve of this "
-                        "meter's certificate",
-                        alert="handshake_failure",
-                    )
         if exc is not None:
             self._refuse(exc, stream)
         return group
