@@ -178,7 +178,8 @@ class SerialDriver(Driver):
     async def _wait_reopen(self) -> None:
         """Wait ``reopen_interval`` or until a hot-plug attach (one that came early is not lost)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reopen.wait(), self.opt["reopen_interval"])
+            async with asyncio.timeout(self.opt["reopen_interval"]):  # wait_for can swallow a cancel (3.11)
+                await self._reopen.wait()
         self._reopen.clear()
 
     async def _watch_hotplug(self) -> None:

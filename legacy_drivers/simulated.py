@@ -104,7 +104,8 @@ class SimulatedDriver(Driver):
                 sink.publish(self.readings(time.time()))
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.options.get("interval", 1.0))
+                async with asyncio.timeout(self.options.get("interval", 1.0)):
+                    await self._changed.wait()
 
 
 __all__ = ["SimulatedDriver", "DriverContext"]

@@ -69,7 +69,8 @@ class NodeRunner:
                 continue
             if delay > PRECISE:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay - PRECISE)
+                    async with asyncio.timeout(delay - PRECISE):  # wait_for can swallow a cancel (3.11)
+                        await self._wake.wait()
                 if self._wake.is_set():
                     continue
             while (left := deadline - loop.time()) > 0:

@@ -132,7 +132,8 @@ class D0Driver(SerialDriver):
             deadline = until if deadline is None else min(deadline, until)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            data = await asyncio.wait_for(transport.read(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                data = await transport.read()
         except TimeoutError:
             await self._do(transport, client.tick(time.monotonic()), sink)
             return False

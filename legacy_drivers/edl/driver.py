@@ -101,7 +101,8 @@ class EdlDriver(SerialDriver):
         while True:
             timeout = max(0.0, last + self.opt["push_timeout"] - time.monotonic())
             try:
-                data = await asyncio.wait_for(transport.read(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                    data = await transport.read()
             except TimeoutError:
                 self._missed_readout(sink, "timeout", f"no SML file for {self.opt['push_timeout']:g} s")
                 last = time.monotonic()

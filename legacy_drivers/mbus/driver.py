@@ -170,7 +170,8 @@ class MbusDriver(SerialDriver):
             deadline = master.deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                data = await asyncio.wait_for(transport.read(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                    data = await transport.read()
             except TimeoutError:
                 result = await self._do(transport, master.tick(time.monotonic()))
                 continue
