@@ -66,6 +66,7 @@ class Lab:
         self.gw_key, self.gw_cert = write_identity(directory, "gw", "SMGW", Curve.SECP256R1)
         self.bad_key, self.bad_cert = write_identity(directory, "intruder", "INTRUDER", Curve.SECP256R1)
         self.meter_cert: Path | None = None
+        self.identities: dict[Curve, tuple[Path, object]] = {}
         self.ctx = None
         self.plain = False  # serve the reversing application without TLS (tests of the bridge itself)
         self.failures: list[TlsError] = []
@@ -73,13 +74,16 @@ class Lab:
         self.lines: list[str] = []
 
     def use_meter_curve(self, curve: Curve) -> None:
-        """Give the meter a new identity on ``curve`` (the next connection uses it)."""
+        """Give the meter its identity on ``curve`` (the next connection uses it). The identities and
+        contexts are made once, before the bus runs: making one blocks this event loop, which the meter
+        station shares, for 5-20 ms, enough to miss a presence-check slot under load."""
         from bab.tls.meter_server import MeterTlsContext
 
-        key, cert = write_identity(self.dir, f"meter-{curve.value}", METER_ID, curve)
-        self.meter_cert = cert
-        self.ctx = MeterTlsContext(key_pem=key.read_bytes(), cert_pem=cert.read_bytes(),
-                                   peer_cert_pem=self.gw_cert.read_bytes())
+        if curve not in self.identities:
+            key, cert = write_identity(self.dir, f"meter-{curve.value}", METER_ID, curve)
+            self.identities[curve] = cert, MeterTlsContext(key_pem=key.read_bytes(), cert_pem=cert.read_bytes(),
+                                                           peer_cert_pem=self.gw_cert.read_bytes())
+        self.meter_cert, self.ctx = self.identities[curve]
 
     def layers(self, selector: int):  # type: ignore[no-untyped-def]
         from bab.tls.hdlc_layer import TlsServerLayer
@@ -162,6 +166,8 @@ async def s_client(port: int, *args: str, send: bytes = b"", expect: bytes = b""
 @pytest.fixture
 async def lab(tmp_path: Path):
     lab = Lab(tmp_path)
+    for curve in Curve:
+        lab.use_meter_curve(curve)
     lab.use_meter_curve(Curve.SECP256R1)
     await lab.start()
     yield lab

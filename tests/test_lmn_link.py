@@ -88,6 +88,27 @@ def test_silent_meter_is_dropped_and_reregisters_when_back():
     assert m1.address == old  # its old address was still free, so it keeps it
 
 
+def test_conversations_queued_for_a_dropped_meter_end_with_the_reason():
+    """A meter dropped from the list takes its active and its queued conversations with it: each layer is
+    told why (a bridge client waiting for its channel would otherwise wait forever)."""
+    sim = Simulation(VirtualBus())
+    gw_node, gw = gateway()
+    m = meter(1, seed=11)
+    sim.add("gw", gw_node)
+    n = sim.add("m1", LinkNode([m]))
+    assert sim.run_for(20.0, lambda: registered(gw, [m]))
+    sim.set_running(n, False)
+    clients = [RequestClient(b"first"), RequestClient(b"second"), RequestClient(b"third")]
+    for c in clients:
+        gw.converse(m.address, Selector.SML_COSEM, c)
+    assert sim.run_for(20.0, lambda: all(c.result != "pending" for c in clients))
+    assert all(c.answer is None and c.result for c in clients)
+    assert any("silent" in c.result for c in clients[1:])  # the queued ones name the drop
+    failed = [e for e in gw.next_events() if isinstance(e, ev.ExchangeFailed)]
+    assert len(failed) == 3 and gw.counters.conversations_failed == 3
+    assert not gw.busy_with(m.address)
+
+
 def test_gateway_restart_is_survived():
     sim = Simulation(VirtualBus())
     gw_node, gw = gateway()

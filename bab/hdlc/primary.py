@@ -248,7 +248,10 @@ class GatewayStation:
             return
         self.counters.dropped += 1
         self._abort(address, reason)
-        self._queue.pop(address, None)
+        for selector, layer in self._queue.pop(address, ()):  # queued conversations end too, never silently
+            self.counters.conversations_failed += 1
+            self._safe_lost(layer, reason)
+            self._events.append(ev.ExchangeFailed(address, selector, reason))
         self._events.append(ev.ParticipantDropped(address, p.server_id, reason))
 
     # --- unicast conversations ----------------------------------------------------------------------------
