@@ -175,6 +175,7 @@ class Daemon:
                     "sym_failures": m.counters.get("sym_failures", 0),
                     "driver_errors": m.counters.get("driver_errors", 0),
                     "slot_missed": st.counters.slot_missed,
+                    "slot_late": st.counters.slot_late,
                     "sequence_errors": st.counters.sequence_errors,
                 },
             })

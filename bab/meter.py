@@ -109,6 +109,9 @@ class MeterRuntime:
             elif isinstance(e, ev.SlotMissed):
                 log.warning("%s: broadcast reply missed its slot by %.1f ms", self.meter_id, e.late_by * 1e3,
                             extra=extra)
+            elif isinstance(e, ev.SlotLate):
+                log.warning("%s: broadcast reply %.1f ms after its slot's reply window, sent in the guard time",
+                            self.meter_id, e.late_by * 1e3, extra=extra)
 
     def _save_address(self, address: int) -> None:
         if address == self._saved_address:

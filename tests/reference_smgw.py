@@ -25,6 +25,7 @@ Recording conformance vectors (``tests/vectors/reference-smgw/``, see the README
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -321,6 +322,10 @@ class BabProcess:
         if seed is not None:
             lines.insert(1, f"  random_seed: {seed}")
         for m in meters:
+            if m.get("driver"):  # a driver of its own (e.g. an M-Bus meter on a pty), as a mapping
+                driver = "".join(f"\n      {k}: {json.dumps(v)}" for k, v in m["driver"].items())
+                lines.append(f"  - id: \"{m['id']}\"\n    driver:{driver}")
+                continue
             lines.append(f"  - id: \"{m['id']}\"\n    driver:\n      type: simulated")
             if m.get("registers"):
                 regs = ", ".join(f'"{k}": {v}' for k, v in m["registers"].items())

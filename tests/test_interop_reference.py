@@ -158,3 +158,30 @@ def test_three_meters_of_one_bab(tmp_path, creds: Credentials) -> None:
             assert s.gateway.get_value(sid, tls=True) == str((1000 + i) * 1000 + 123)
         assert all(_security(s, m).paired for m in ids)
         _check_wire(s)
+
+
+def test_gas_meter_over_mbus_read_by_the_reference(tmp_path) -> None:
+    """A gas meter on wired M-Bus (simulated slave on a pty, the telegram of docs/drivers.md), presented by
+    ``bab run`` as an LMN meter of its own medium: the reference gateway registers it under its gas server ID
+    and reads 7-0:3.0.0 over plain SML (it prints the mantissa and ignores the scaler)."""
+    from decimal import Decimal
+
+    from test_e2e_mbus import GAS_ID, GasMeterOnPty
+
+    gas = GasMeterOnPty()
+    try:
+        meters = [{"id": GAS_ID, "driver": {"type": "mbus", "port": gas.port, "baudrate": 9600, "address": 4,
+                                            "interval": 1.0}}]
+        with Session(meters, workdir=tmp_path) as s:
+            sid = MeterId.parse(GAS_ID).server_id
+            assert s.gateway.wait_registered(sid, timeout=60), s.bab.log()
+            deadline, value = time.monotonic() + 30, ""
+            while time.monotonic() < deadline:  # until the driver's first readout is in
+                value = s.gateway.get_value(sid, "0700030000FF800200")
+                if value.lstrip("-").isdigit() and int(value) != 0:
+                    break
+                time.sleep(1)
+            assert any(Decimal(value) == Decimal("0.26").scaleb(k) for k in range(8)), (value, s.bab.log())
+            _check_wire(s)
+    finally:
+        gas.close()

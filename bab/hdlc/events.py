@@ -50,6 +50,13 @@ class SlotMissed:
     late_by: float
 
 
+@dataclass(frozen=True)
+class SlotLate:
+    """A broadcast reply started after its slot's reply window and was sent in the slot's guard time."""
+
+    late_by: float
+
+
 # --- gateway side ---------------------------------------------------------------------------------------
 
 

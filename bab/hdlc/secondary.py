@@ -58,11 +58,19 @@ class StationState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Transmission:
-    """Bytes to put on the line at ``at``; a slot reply that cannot start by ``deadline`` is not sent."""
+    """Bytes to put on the line at ``at``.
+
+    A slot reply carries two limits: ``window_end``, the latest start that completes it inside its slot's
+    reply window, and ``deadline``, the latest start that still completes it inside its own slot (in the
+    guard time, where no other meter's reply can be). Started after ``window_end`` it is sent and counted as
+    late (a gateway that reads the whole listen window, like the reference, takes it; a strict one may drop
+    it, which costs nothing more than silence would); after ``deadline`` it is not sent at all.
+    """
 
     at: float
     data: bytes
     deadline: float | None = None
+    window_end: float | None = None
 
 
 @dataclass
@@ -71,6 +79,7 @@ class StationCounters:
     broadcasts: int = 0
     slot_replies: int = 0
     slot_missed: int = 0
+    slot_late: int = 0  # slot replies sent in their slot's guard time (after the reply window)
     frames_sent: int = 0
     dm_sent: int = 0
     rnr_sent: int = 0
@@ -161,6 +170,9 @@ class MeterStation:
                 self.counters.slot_missed += 1
                 self._events.append(ev.SlotMissed(now - t.deadline))
                 continue
+            if t.window_end is not None and now > t.window_end:
+                self.counters.slot_late += 1
+                self._events.append(ev.SlotLate(now - t.window_end))
             self.counters.frames_sent += 1
             out.append(t)
         return out
@@ -267,7 +279,9 @@ class MeterStation:
         begin = t_end + record.slot * slots.slot_period
         at = begin + slots.reply_offset
         self._tx = [t for t in self._tx if t.deadline is None]  # a newer broadcast supersedes a pending reply
-        self._tx.append(Transmission(at, data, begin + slots.reply_window - wire_time(len(data))))
+        airtime = wire_time(len(data))
+        self._tx.append(Transmission(at, data, deadline=begin + slots.slot_period - airtime,
+                                     window_end=begin + slots.reply_window - airtime))
         self._pending_slot = _Slot(record.slot, t_end)
         self.counters.slot_replies += 1
 
