@@ -96,6 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("refusing to start: %s", p)
     if problems:
         return EX_CONFIG
+    http = None
+    if args.http or cfg.http.listen:
+        try:
+            http = _http_settings(args.http or cfg.http.listen, args.http_token_file or cfg.http.token_file)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EX_CONFIG
 
     async def main() -> int:
         daemon = Daemon(cfg)
@@ -110,6 +117,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         except StatusServerError as exc:
             log.warning("no status socket: %s", exc)
             status = None
+        web = None
+        if http is not None:
+            from bab.web.adapter_console import AdapterConsole
+
+            web = await _start_http(http, adapter=AdapterConsole(daemon))
+            if web is None:
+                return 1
         watchdog = asyncio.create_task(watchdog_keepalive(notifier))
 
         def ready() -> None:
@@ -128,9 +142,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             watchdog.cancel()
             if status is not None:
                 await status.close()
+            if web is not None:
+                await web.close()
         return 0
 
     return _run_async(main)
+
+
+def _http_settings(listen: str, token_file: str | None) -> tuple[str, int, str | None]:
+    """Checks ``--http`` / ``http:`` and that aiohttp is there (imported only now); raises ValueError."""
+    from bab.web.launch import http_settings, require_aiohttp
+
+    settings = http_settings(listen, token_file)
+    require_aiohttp()
+    return settings
+
+
+async def _start_http(settings: tuple[str, int, str | None], **consoles):  # type: ignore[no-untyped-def]
+    """Start the web console; None (after saying why) when it cannot listen."""
+    from bab.web.server import serve
+
+    host, port, token = settings
+    try:
+        server = await serve(host, port, token=token, **consoles)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port} for HTTP: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    print(f"web console: {server.url}", flush=True)
+    log.info("web console on %s", server.url)
+    return server
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -161,6 +201,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bab.lmn.runner import NodeRunner
 
     setup_logging(args.log_level)
+    http = None
+    if args.http:
+        try:
+            http = _http_settings(args.http, args.http_token_file)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     cfg = config.loads(config.DEMO_CONFIG, "<embedded demo config>")
     state = Path(tempfile.mkdtemp(prefix="bab-demo-"))
     cfg = config.Config(cfg.lmn, cfg.meters, state, state / "status.sock", cfg.log_level, cfg.source)
@@ -173,7 +220,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bus = AsyncBus()
         daemon = Daemon(cfg)
         daemon.build()
-        reader = default_reader(say)
+        console = None
+        if http is not None:
+            from bab.web.gateway_console import GatewayConsole
+
+            console = GatewayConsole()
+        hooks = {"on_result": console.on_result} if console else {}
+        reader = default_reader(say, **hooks)
         if not args.plain:
             from bab.tls import wolfssl_binding
 
@@ -186,14 +239,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 mk = os.urandom(16)
                 for m in daemon.meters:
                     m.security.store.set_master_key(mk)
-                reader = secure_reader(say, GatewaySecurity(state / "gateway"),
-                                       {m.server_id: mk for m in daemon.meters})
+                security = GatewaySecurity(state / "gateway")
+                if console is not None:
+                    console.security = security
+                    hooks["on_outcome"] = console.on_outcome
+                reader = secure_reader(say, security, {m.server_id: mk for m in daemon.meters}, **hooks)
             else:
                 print("(wolfSSL binding not built: reading in plain SML; run deploy/setup.sh to build it)")
-        gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=reader,
-                                  poll_interval=args.poll_interval, report=say)
-        gw_runner = NodeRunner(LinkNode([gateway]), lambda data: gw_port.write(data))
+        gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=reader, poll_interval=args.poll_interval,
+                                  report=say, on_event=console.on_station_event if console else None)
+        node = LinkNode([gateway])
+        web = None
+        if console is not None:
+            from bab.web.adapter_console import AdapterConsole
+
+            console.attach(gateway)
+            node = LinkNode([console])
+            console.receiver_counters = node.receiver.counters
+        gw_runner = NodeRunner(node, lambda data: gw_port.write(data))
         gw_port = bus.attach("gateway", gw_runner.feed)
+        if console is not None:
+            console.poke = gw_runner.poke
+            web = await _start_http(http, gateway=console, adapter=AdapterConsole(daemon, hub=console.hub))
+            if web is None:
+                return 1
         link = _BusLink(bus, "bab")
         print(f"BAB demo: {len(cfg.meters)} simulated meter(s) ({', '.join(str(m.id) for m in cfg.meters)}) "
               "and the software gateway on an in-memory RS-485 bus at 921600 bit/s. Ctrl-C stops.", flush=True)
@@ -207,6 +276,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if web is not None:
+                await web.close()
         print(f"demo finished: {len(gateway.station.participants)} participant(s), {gateway.polls_done} poll(s)")
         return 0 if gateway.station.participants else 1
 
@@ -246,17 +317,35 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:8.2f}s] {text}", flush=True)
 
+    console = None
     try:
-        reader = _gateway_reader(args, say)
+        if args.http:
+            http = _http_settings(args.http, args.http_token_file)
+            from bab.web.gateway_console import GatewayConsole
+
+            console = GatewayConsole()
+        reader = _gateway_reader(args, say, console)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     async def main() -> int:
         timing = GatewayTiming(broadcast_period=args.broadcast_period, check_period=args.check_period)
-        gateway = SoftwareGateway(timing, reader=reader, poll_interval=args.poll_interval, report=say)
+        gateway = SoftwareGateway(timing, reader=reader, poll_interval=args.poll_interval, report=say,
+                                  on_event=console.on_station_event if console else None)
         port = PortTransport(args.port, args.baudrate)
-        runner = NodeRunner(LinkNode([gateway]), port.write)
+        node = LinkNode([gateway])
+        if console is not None:
+            console.attach(gateway)
+            node = LinkNode([console])
+            console.receiver_counters = node.receiver.counters
+        runner = NodeRunner(node, port.write)
+        web = None
+        if console is not None:
+            console.poke = runner.poke
+            web = await _start_http(http, gateway=console)
+            if web is None:
+                return 1
         lost: asyncio.Future = asyncio.get_running_loop().create_future()
         try:
             port.open(runner.feed, lambda exc: lost.done() or lost.set_result(exc))
@@ -278,17 +367,20 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         finally:
             task.cancel()
             port.close()
+            if web is not None:
+                await web.close()
 
     return _run_async(main)
 
 
-def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None]):  # type: ignore[no-untyped-def]
-    """The reader of `bab gateway`: plain SML, or pairing + TLS for meters whose master key is given."""
+def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None], console=None):  # type: ignore[no-untyped-def]
+    """The reader of `bab gateway`: plain SML, or pairing + TLS for meters whose master key is given (with the web
+    console: always able to pair, since a master key may come in over HTTP)."""
     from bab.gateway.readers import default_reader, secure_reader
     from bab.meter_id import MeterId
     from bab.sym import read_master_key
 
-    if not args.master_key and not args.crypto_reset:
+    if not args.master_key and not args.crypto_reset and console is None:
         return default_reader(say)
     from bab.gateway.security import GatewaySecurity
 
@@ -303,7 +395,10 @@ def _gateway_reader(args: argparse.Namespace, say: Callable[[str], None]):  # ty
 
     profiles = {MeterId.parse(m).server_id: Profile2015(emh_bug=True) for m in args.emh_bug}
     security = GatewaySecurity(args.state_dir, sym_profiles=profiles, inject=args.sym_route == "inject")
-    return secure_reader(say, security, keys, resets)
+    if console is None:
+        return secure_reader(say, security, keys, resets)
+    console.security = security
+    return secure_reader(say, security, keys, resets, on_result=console.on_result, on_outcome=console.on_outcome)
 
 
 # --- bab bridge ---------------------------------------------------------------------------------------------
@@ -411,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the adapter (foreground; logs to stderr/journald)")
     run.add_argument("--config", "-c", default=os.environ.get("BAB_CONFIG", "/etc/bab/bab.yaml"))
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--http", metavar="HOST:PORT", help="serve the web console and HTTP API here (docs/http-api.md)")
+    run.add_argument("--http-token-file", metavar="FILE",
+                    help="access token for the web console (required for a non-loopback --http address)")
     run.set_defaults(func=cmd_run)
 
     st = sub.add_parser("status", help="show the running daemon's state (LMN, drivers, readings, errors)")
@@ -424,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--poll-interval", type=float, default=2.0)
     demo.add_argument("--plain", action="store_true", help="no pairing/TLS: read over plain SML (selector 3)")
     demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    demo.add_argument("--http", metavar="HOST:PORT", help="serve the web console and HTTP API here (docs/http-api.md)")
+    demo.add_argument("--http-token-file", metavar="FILE",
+                    help="access token for the web console (required for a non-loopback --http address)")
     demo.set_defaults(func=cmd_demo)
 
     gw = sub.add_parser("gateway", help="the software gateway on a real port or URL")
@@ -445,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the gateway's TLS key/certificate and the certificates of paired meters")
     gw.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     gw.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    gw.add_argument("--http", metavar="HOST:PORT", help="serve the web console and HTTP API here (docs/http-api.md)")
+    gw.add_argument("--http-token-file", metavar="FILE",
+                    help="access token for the web console (required for a non-loopback --http address)")
     gw.set_defaults(func=cmd_gateway)
 
     br = sub.add_parser("bridge", help="a meter's TLS channel (selector 1) as a local TCP port, for TLS tools")

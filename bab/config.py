@@ -144,6 +144,33 @@ METER = Map(
     },
 )
 
+def _check_http(http: dict[str, Any]) -> tuple[tuple[str, ...], str] | None:
+    from bab.web.security import ListenError, is_loopback, parse_listen
+
+    if http["listen"] is None:
+        return None
+    try:
+        host, _ = parse_listen(http["listen"])
+    except ListenError as exc:
+        return ("listen",), str(exc)
+    if not is_loopback(host) and http["token_file"] is None:
+        return ("token_file",), f"listening on {host} (not loopback) needs an access token file"
+    return None
+
+
+HTTP = Map(
+    doc="the web console and HTTP API (docs/http-api.md); off unless `listen` is set; needs aiohttp (bab[http])",
+    default=dict,
+    check=_check_http,
+    fields={
+        "listen": Nullable(Str(), doc="HOST:PORT to serve on, e.g. 127.0.0.1:8080 (null: no web console)",
+                           default=None),
+        "token_file": Nullable(Str(), doc="file holding the access token (16+ characters); required unless "
+                               "`listen` is a loopback address; then every API request needs it", default=None),
+    },
+)
+
+
 SCHEMA = Map(
     fields={
         "lmn": LMN,
@@ -153,6 +180,7 @@ SCHEMA = Map(
                          choices=("debug", "info", "warning", "error")),
         "meters": ListOf(METER, doc="the meters this BAB presents; each is its own LMN participant",
                          min_items=1, unique="id"),
+        "http": HTTP,
     },
 )
 
@@ -187,6 +215,12 @@ class LmnConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    listen: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     lmn: LmnConfig
     meters: list[MeterConfig]
@@ -194,6 +228,7 @@ class Config:
     status_socket: Path = Path("/run/bab/status.sock")
     log_level: str = "info"
     source: str = "<config>"
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 def from_mapping(raw: dict[str, Any], source: str) -> Config:
@@ -210,7 +245,8 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"]),
                                   TlsOptions.from_mapping(m["tls"]), m["profile"]["period"], m["profile"]["depth"],
                                   m["sym"]["emh_bug"]))
-    return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source)
+    http = HttpConfig(raw["http"]["listen"], raw["http"]["token_file"])
+    return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source, http)
 
 
 def loads(text: str, source: str = "<config>") -> Config:

@@ -41,8 +41,10 @@ def describe(server_id: bytes) -> str:
 class SoftwareGateway:
     def __init__(self, timing: GatewayTiming | None = None, *, reader: Reader | None = None,
                  poll_interval: float = 5.0, report: Callable[[str], None] = print,
-                 report_exchanges: bool = True, **station_args) -> None:
+                 report_exchanges: bool = True, on_event: Callable[[object], None] | None = None,
+                 **station_args) -> None:
         self.station = GatewayStation(timing, **station_args)
+        self.on_event = on_event  # sees every station event (bab.hdlc.events) after it is reported
         self.reader = reader
         self.report_exchanges = report_exchanges  # off where the owner reports its conversations itself
         self.poll_interval = poll_interval
@@ -102,3 +104,5 @@ class SoftwareGateway:
                 self.report(f"reading {e.address:#04x} on selector {e.selector} failed: {e.reason}")
             elif isinstance(e, ev.ConversationDone):
                 self.polls_done += 1
+            if self.on_event is not None:
+                self.on_event(e)

@@ -15,23 +15,29 @@ from collections.abc import Callable, Iterable, Mapping
 from bab.cosem.base_meter import CRYPTO_RESET
 from bab.cosem.objects import CosemClass, ObjectName
 from bab.hdlc.primary import Participant
+from bab.sml.client import SmlResult
 
 from .app import PollJob, Reader, describe
 
+Outcome = Callable[[str, bytes, bool, str], None]
+"""``(what, server_id, ok, detail)`` of a pairing (``"pairing"``) or crypto-reset (``"crypto-reset"``)."""
 
-def default_reader(report: Callable[[str], None]) -> Reader:
+
+def default_reader(report: Callable[[str], None], on_result: Callable[[SmlResult], None] | None = None) -> Reader:
     from bab.gateway.sml_reader import SmlReader
 
-    return SmlReader(report)
+    return SmlReader(report, on_result=on_result)
 
 
 def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[bytes, bytes] | None = None,
-                  resets: Iterable[bytes] = ()) -> Reader:  # type: ignore[no-untyped-def]
-    """Pair (with a known master key), then read over TLS; crypto-reset the meters in ``resets`` once."""
+                  resets: Iterable[bytes] = (), *, on_result: Callable[[SmlResult], None] | None = None,
+                  on_outcome: Outcome | None = None) -> Reader:  # type: ignore[no-untyped-def]
+    """Pair (with a known master key), then read over TLS; crypto-reset the meters in ``resets`` once.
+    ``on_result`` sees every read's :class:`~bab.sml.client.SmlResult`, ``on_outcome`` every pairing and reset."""
     from bab.gateway.sml_reader import SmlReader
     from bab.sml.client import SmlClient
 
-    sml = SmlReader(report)
+    sml = SmlReader(report, on_result=on_result)
     keys = dict(master_keys or {})
     pending_resets = set(resets)
     announced: set[bytes] = set()
@@ -42,12 +48,16 @@ def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[
                 report(f"{describe(sid)} paired (SYM, selector 6); reading it over TLS (selector 1) from now on")
             else:
                 report(f"{describe(sid)} pairing failed: {result.reason}")
+            if on_outcome is not None:
+                on_outcome("pairing", sid, bool(result.ok), "" if result.ok else str(result.reason))
         return done
 
     def reset_done(sid: bytes, client: SmlClient) -> Callable[[object], bool]:
         def confirm(inner: object) -> bool:
             ok = client.result is not None and client.result.ok
             report(f"{describe(sid)} crypto-reset {'done: meter unpaired' if ok else 'refused'}")
+            if on_outcome is not None:
+                on_outcome("crypto-reset", sid, ok, "" if ok else "refused")
             return ok
         return confirm
 
