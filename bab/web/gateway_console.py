@@ -116,9 +116,9 @@ class GatewayConsole:
 
     def frame_received(self, frame: Frame, now: float) -> None:
         self._now = now
-        self._observe_rx(frame, now)
         assert self.gateway is not None
-        self.gateway.frame_received(frame, now)
+        self.gateway.frame_received(frame, now)  # first: a registration creates the view the timing goes to
+        self._observe_rx(frame, now)
 
     def next_deadline(self) -> float | None:
         assert self.gateway is not None

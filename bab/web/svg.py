@@ -95,6 +95,8 @@ def plot(points: Sequence[tuple[float, float]], *, title: str, x_label: str, y_l
     elif style == "line":
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         out.append(f'<polyline points="{path}" fill="none" stroke="#1f5fa8" stroke-width="1.5" class="series"/>')
+        if len(pts) <= 100:  # single points stay visible
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2" fill="#1f5fa8"/>' for x, y in pts]
     else:
         for x, y in pts:
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="#1f5fa8" class="series"/>')
