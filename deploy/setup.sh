@@ -16,8 +16,9 @@ venv="${BAB_VENV:-$here/.venv}"
 
 # System packages: python3 with venv (the runtime), a C compiler and headers (cffi binding to wolfSSL),
 # libwolfssl-dev (TLS), systemd (systemd-analyze for the unit tests), udev, shellcheck (script tests),
-# openssl (the `openssl s_client` tests through `bab bridge`; testssl.sh is optional, `pytest -m testssl`).
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev systemd udev shellcheck openssl)
+# openssl (the `openssl s_client` tests through `bab bridge`; testssl.sh is optional, `pytest -m testssl`),
+# chromium (the web console's browser tests drive it headless over its DevTools protocol; no chromedriver).
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev systemd udev shellcheck openssl chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -66,7 +67,7 @@ make_venv() {
         if [ "$extras" = test ]; then
             "$venv/bin/python" -m pip install -q -e ".[test]"
         else
-            "$venv/bin/python" -m pip install -q -e .
+            "$venv/bin/python" -m pip install -q -e ".[http]"
         fi
         touch "$stamp"
     fi

@@ -314,7 +314,8 @@ async def test_lab_meter_controls_reach_the_simulator(bench):
     assert status == 200 and r["result"] == {"meters": [METER]}
     ok = [("value", {"meter": METER, "obis": "1-0:1.8.0", "value": 99.5}, ("set_value", METER, "1-0:1.8.0*255", 99.5)),
           ("status", {"meter": METER, "bit": 3, "on": True}, ("set_status", METER, 3, True)),
-          ("fault", {"meter": METER, "kind": "noise", "params": {"rate": 0.1}}, ("fault", METER, "noise", {"rate": 0.1})),
+          ("fault", {"meter": METER, "kind": "noise", "params": {"rate": 0.1}},
+           ("fault", METER, "noise", {"rate": 0.1})),
           ("clear", {"meter": METER}, ("clear", METER, None)),
           ("scenario", {"scenario": "steps: []"}, ("scenario", "steps: []"))]
     for command, body, call in ok:

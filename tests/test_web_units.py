@@ -157,3 +157,25 @@ def test_sim_command_errors_are_recognised_by_class_name():
 
     assert is_sim_command_error(SimCommandError("x")) and is_sim_command_error(Specific("y"))
     assert not is_sim_command_error(ValueError("z"))
+
+
+def test_every_endpoint_is_documented_with_a_curl_example():
+    from pathlib import Path
+
+    from bab.web.server import ENDPOINTS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "http-api.md").read_text()
+    sections = doc.split("\n#")
+    for method, path, _, _ in ENDPOINTS:
+        section = next((s for s in sections if s.lstrip("# ").startswith(f"`{method} {path}`")), None)
+        assert section is not None, f"{method} {path} has no section in docs/http-api.md"
+        example = path.split("{", 1)[0]
+        assert "curl" in section and example in section, f"{method} {path}: no curl example"
+
+
+def test_the_page_loads_nothing_from_elsewhere():
+    from importlib import resources
+
+    for name in ("index.html", "app.js", "style.css"):
+        text = resources.files("bab.web").joinpath("static", name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name

@@ -21,8 +21,8 @@ from bab.lmn.node import LinkNode
 from bab.lmn.runner import NodeRunner
 from bab.web.adapter_console import AdapterConsole
 from bab.web.gateway_console import GatewayConsole
-from bab.web.server import HttpServer, build_app
 from bab.web.security import AccessPolicy
+from bab.web.server import HttpServer, build_app
 
 FAST = GatewayTiming(broadcast_period=1.0, broadcast_period_empty=0.3, check_period=1.0)
 METER = "1BAB0012345678"

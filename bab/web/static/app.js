@@ -210,7 +210,7 @@ function refreshSoon() {
   refreshTimer = setTimeout(() => {
     refreshTimer = null;
     if (state.roles.includes("gateway")) { loadParticipants().catch(() => {}); loadLink().catch(() => {}); }
-  }, 150);
+  }, 50);
 }
 
 function logEvent(e) {
