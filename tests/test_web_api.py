@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -43,6 +44,23 @@ async def test_participants_read_now_and_detail(bench):
     for plot in ("slots", "latency", "energy"):
         status, svg = await bench.get(f"/api/gateway/participants/{METER}/plots/{plot}.svg")
         assert status == 200 and svg.startswith("<svg") and 'class="series"' in svg, plot
+    # the load profile, read with GetProfileList: a few captures at the next period ends
+    model = bench.daemon.meters[0].sml.model
+    loop_now, wall = asyncio.get_running_loop().time(), time.time()
+    for k in range(1, 4):
+        model.tick(loop_now, wall + k * model.profile.period)
+    served = list(model.profile.entries)
+    assert len(served) >= 3
+    status, prof = await bench.post(f"/api/gateway/participants/{METER}/profile", {})
+    assert status == 200, prof
+    assert prof["ok"] and len(prof["periods"]) == len(served)
+    assert [p["time"] for p in prof["periods"]] == [e.time for e in served]
+    last = prof["periods"][-1]["values"]["1-0:1.8.0*255"]
+    assert last["unit"] == "kWh" and float(last["value"]) >= 12345.678
+    status, svg = await bench.get(f"/api/gateway/participants/{METER}/plots/profile.svg")
+    assert svg.count('<circle') == len(served)
+    _, d = await bench.get(f"/api/gateway/participants/{METER}")
+    assert len(d["profile"]["periods"]) == len(served)
     status, link = await bench.get("/api/gateway/link")
     assert status == 200 and link["gateway"]["registrations"] == 1 and "bad_fcs" in link["receiver"]
 
@@ -207,6 +225,8 @@ async def test_pair_read_over_tls_crypto_reset_and_the_master_key_never_shows(tm
         status, r = await b.post(f"/api/gateway/participants/{METER}/read", {"objects": ["1-0:16.7.0*255"]})
         seen.append(repr(r))
         assert status == 200 and r["ok"] and r["channel"] == "tls"
+        status, r = await b.post(f"/api/gateway/participants/{METER}/profile", {"channel": "tls"})
+        assert status == 200 and r["channel"] == "tls" and r["error"] is None, r
         status, r = await b.post(f"/api/gateway/participants/{METER}/crypto-reset", {})
         seen.append(repr(r))
         assert status == 200 and r["ok"] and not r["paired"], r

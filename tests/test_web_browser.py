@@ -51,6 +51,8 @@ async def test_page_live_registration_read_now_and_adapter_view(tmp_path, browse
         await browser.wait_for(f"(r => r && r.cells[5].textContent.includes('432.1'))({row})")
         await browser.wait_for("document.querySelector('#gw-objects tr[data-obis=\"1-0:16.7.0*255\"] .value')"
                                "?.textContent === '432.1'")
+        await browser.eval("document.getElementById('read-profile').click()")
+        await browser.wait_for("document.getElementById('gw-result').textContent.startsWith('load profile over plain')")
         await browser.wait_for("document.getElementById('plot-slots').complete && "
                                "document.getElementById('plot-slots').naturalWidth > 0")
         # the adapter's side: presented meter, its objects and load profile

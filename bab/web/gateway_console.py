@@ -37,6 +37,7 @@ from bab.hdlc.frame import BROADCAST_ADDRESS, BroadcastService, Frame, FrameErro
 from bab.hdlc.record import RecordError, decode_records
 from bab.hdlc.secondary import Transmission
 from bab.hdlc.timing import wire_time
+from bab.obis import Obis
 from bab.sml.client import ObjectRequest, SmlClient, SmlResult, objects_for
 from bab.status import reading_entry
 
@@ -78,6 +79,8 @@ class MeterView:
     latency: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     slots: deque[tuple[float, float, int, str]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     energy: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    profile: Any = None  # the last ProfileResult read (bab.web.profile_reader)
+    profile_read_at: float | None = None
 
     @property
     def meter_id(self) -> str:
@@ -307,6 +310,7 @@ class GatewayConsole:
         slots = self._slot_timing()
         out.update({
             "identification": dict(v.identification), "attentions": list(v.attentions),
+            "profile": None if v.profile is None else {"read_at": v.profile_read_at, **v.profile.to_json()},
             "diagnostics": {
                 "slot_window_ms": slots,
                 "slot_offsets": [{"age_s": round(self._now - t, 3), "offset_ms": round(o, 3), "slot": s,
@@ -352,7 +356,23 @@ class GatewayConsole:
             unit = v.energy[-1][2] if v.energy else ""
             return plot([(t - now, e) for t, e, _ in v.energy], title=f"{v.meter_id}: main register at each read",
                         x_label="seconds ago", y_label=unit or "value", empty_text="not read yet")
-        raise ConsoleError(404, f"no plot {which!r} (slots, latency, energy)")
+        if which == "profile":
+            return self._profile_plot(v)
+        raise ConsoleError(404, f"no plot {which!r} (slots, latency, energy, profile)")
+
+    def _profile_plot(self, v: MeterView) -> str:
+        from .svg import plot
+
+        periods = v.profile.periods if v.profile is not None else []
+        obis = next((o for p in periods for o in p.values if Obis.parse(o) in _MAIN_REGISTERS), None)
+        now = self.clock()
+        pts = [((p.time - now) / 3600, float(p.values[obis][0])) for p in periods
+               if obis in p.values and p.time is not None]
+        unit = periods[-1].values[obis][1] if obis and periods and obis in periods[-1].values else ""
+        empty = "not read yet (Read load profile)" if v.profile is None else \
+            ("no entry: " + ", ".join(v.profile.attentions) if v.profile.attentions else "no entry")
+        return plot(pts, title=f"{v.meter_id}: load profile {obis or '1-0:99.1.0*255'}", x_label="hours ago",
+                    y_label=unit or "value", empty_text=empty)
 
     # --- actions ------------------------------------------------------------------------------------------
 
@@ -371,14 +391,7 @@ class GatewayConsole:
                    timeout: float = READ_TIMEOUT) -> dict[str, Any]:
         """Read ``objects`` (default: what a poll reads, plus the meter's list) now; ``channel`` is
         ``auto`` (TLS once paired), ``plain`` (selector 3) or ``tls`` (selector 1)."""
-        if channel not in ("auto", "plain", "tls"):
-            raise ConsoleError(400, f"channel must be auto, plain or tls, got {channel!r}")
-        v = self._registered(server_id)
-        paired = self._paired(server_id)
-        if channel == "auto":
-            channel = "tls" if paired else "plain"
-        if channel == "tls" and not paired:
-            raise ConsoleError(409, f"{v.meter_id} is not paired with this gateway: no TLS (pair it first)")
+        v, channel = self._channel(server_id, channel)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[SmlResult] = loop.create_future()
 
@@ -402,6 +415,38 @@ class GatewayConsole:
         out["identification"] = {str(o): format_octets(o, raw).split(" = ", 1)[-1]
                                  for o, raw in result.identification.items()}
         return out
+
+    async def read_profile(self, server_id: bytes, channel: str = "auto",
+                           timeout: float = READ_TIMEOUT) -> dict[str, Any]:
+        """Read the meter's load profile (GetProfileList on 1-0:99.1.0*255) over ``channel``."""
+        from .profile_reader import ProfileReader, ProfileResult
+
+        v, channel = self._channel(server_id, channel)
+        done: asyncio.Future[ProfileResult] = asyncio.get_running_loop().create_future()
+
+        def finished(result: ProfileResult) -> None:
+            v.profile, v.profile_read_at = result, self.clock()
+            self.hub.publish("profile", meter=v.meter_id, channel=channel, periods=len(result.periods),
+                             error=result.error, attentions=result.attentions)
+            if not done.done():
+                done.set_result(result)
+
+        reader = ProfileReader(server_id, on_done=finished)
+        job = self.security.tls_job(server_id, reader) if channel == "tls" else PollJob(Selector.SML_COSEM, reader)
+        self._queue(v, job)
+        result = await self._wait(done, timeout, v)
+        return {"meter": v.meter_id, "channel": channel, **result.to_json()}
+
+    def _channel(self, server_id: bytes, channel: str) -> tuple[MeterView, str]:
+        if channel not in ("auto", "plain", "tls"):
+            raise ConsoleError(400, f"channel must be auto, plain or tls, got {channel!r}")
+        v = self._registered(server_id)
+        paired = self._paired(server_id)
+        if channel == "auto":
+            channel = "tls" if paired else "plain"
+        if channel == "tls" and not paired:
+            raise ConsoleError(409, f"{v.meter_id} is not paired with this gateway: no TLS (pair it first)")
+        return v, channel
 
     async def _wait(self, fut: asyncio.Future, timeout: float, v: MeterView) -> Any:
         try:

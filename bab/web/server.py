@@ -50,8 +50,9 @@ ENDPOINTS: list[tuple[str, str, str, str]] = [
     ("GET", "/api/gateway/participants", "gateway", "the participants on the bus"),
     ("GET", "/api/gateway/participants/{meter}", "gateway", "one participant: values, identification, diagnostics"),
     ("GET", "/api/gateway/participants/{meter}/plots/{plot}.svg", "gateway",
-     "plots: slots (slot offsets against the reply window), latency, energy"),
+     "plots: slots (slot offsets against the reply window), latency, energy, profile"),
     ("POST", "/api/gateway/participants/{meter}/read", "gateway", "read objects now (plain SML or TLS)"),
+    ("POST", "/api/gateway/participants/{meter}/profile", "gateway", "read the load profile now (GetProfileList)"),
     ("POST", "/api/gateway/participants/{meter}/pair", "gateway", "pair the meter with its master key (SYM)"),
     ("POST", "/api/gateway/participants/{meter}/crypto-reset", "gateway", "crypto-reset a paired meter"),
     ("GET", "/api/gateway/link", "gateway", "bus-wide counters (frames, timeouts, bad frames, event stream)"),
@@ -262,6 +263,16 @@ async def _read(request: web.Request) -> web.Response:
     return web.json_response(result, dumps=_dumps)
 
 
+async def _profile(request: web.Request) -> web.Response:
+    meter = _meter(request.match_info["meter"])
+    body = await _body(request)
+    _only(body, {"channel"})
+    channel = body.get("channel", "auto")
+    if not isinstance(channel, str):
+        raise ConsoleError(400, "'channel' must be one of auto, plain, tls")
+    return web.json_response(await _gw(request).read_profile(meter.server_id, channel), dumps=_dumps)
+
+
 async def _pair(request: web.Request) -> web.Response:
     meter = _meter(request.match_info["meter"])
     body = await _body(request)
@@ -389,6 +400,7 @@ def build_app(policy: AccessPolicy, *, gateway: GatewayConsole | None = None, ad
         r.add_get("/api/gateway/participants/{meter}", _participant)
         r.add_get("/api/gateway/participants/{meter}/plots/{plot}.svg", _gw_plot)
         r.add_post("/api/gateway/participants/{meter}/read", _read)
+        r.add_post("/api/gateway/participants/{meter}/profile", _profile)
         r.add_post("/api/gateway/participants/{meter}/pair", _pair)
         r.add_post("/api/gateway/participants/{meter}/crypto-reset", _crypto_reset)
         r.add_get("/api/gateway/link", _link)

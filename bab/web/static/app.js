@@ -100,6 +100,7 @@ async function loadGwDetail() {
   const q = "?t=" + Date.now() + (state.token ? "&token=" + encodeURIComponent(state.token) : "");
   const base = "/api/gateway/participants/" + encodeURIComponent(id) + "/plots/";
   for (const p of ["energy", "slots", "latency"]) $("plot-" + p).src = base + p + ".svg" + q;
+  $("plot-profile-gw").src = base + "profile.svg" + q;
 }
 
 async function gwAction(kind) {
@@ -107,6 +108,7 @@ async function gwAction(kind) {
   const out = $("gw-result");
   const path = "/api/gateway/participants/" + encodeURIComponent(id) + "/" + kind;
   let body = {};
+  if (kind === "profile") body.channel = $("read-channel").value;
   if (kind === "read") {
     body.channel = $("read-channel").value;
     const objs = $("read-objects").value.split(",").map((s) => s.trim()).filter((s) => s);
@@ -123,6 +125,13 @@ async function gwAction(kind) {
         .concat(Object.entries(r.identification).map(([o, v]) => `${o} = ${v}`));
       show(out, (r.ok ? "read over " + r.channel + ":\n" : "read failed: " + (r.error || r.attentions.join(", ")) +
         "\n") + lines.join("\n"), !r.ok);
+    } else if (kind === "profile") {
+      const last = r.periods[r.periods.length - 1];
+      show(out, "load profile over " + r.channel + ": " + r.periods.length + " period(s)" +
+        (last ? ", last " + new Date(last.time * 1000).toLocaleString() + ": " +
+          Object.entries(last.values).map(([o, v]) => `${o} = ${v.value} ${v.unit}`).join(", ") : "") +
+        (r.ok ? "" : "; " + (r.error || r.attentions.join(", "))), !r.ok);
+      loadGwDetail();
     } else {
       show(out, kind + ": " + (r.ok ? "done" : "failed: " + (r.reason || r.detail)) + "; paired: " + r.paired, !r.ok);
     }
@@ -232,7 +241,7 @@ function listen() {
   src.onopen = () => { $("live").textContent = "live"; $("live").classList.remove("off"); };
   src.onerror = () => { $("live").textContent = "reconnecting"; $("live").classList.add("off"); };
   const kinds = ["registration", "moved", "dropped", "presence", "reading", "read-failed", "attention", "link-error",
-    "pairing", "crypto-reset", "lmn", "status", "sim"];
+    "pairing", "crypto-reset", "profile", "lmn", "status", "sim"];
   for (const k of kinds) {
     src.addEventListener(k, (m) => {
       const e = JSON.parse(m.data);
@@ -272,6 +281,7 @@ async function start() {
   $("gateway").hidden = !s.roles.includes("gateway");
   $("adapter").hidden = !s.roles.includes("adapter");
   $("read-now").onclick = () => gwAction("read");
+  $("read-profile").onclick = () => gwAction("profile");
   $("pair").onclick = () => gwAction("pair");
   $("crypto-reset").onclick = () => gwAction("crypto-reset");
   $("sim-set").onclick = () => simAction("value", { obis: $("sim-obis").value.trim(), value: $("sim-value").value.trim() });
