@@ -111,7 +111,8 @@ class Browser:
             if value:
                 return value
             if loop.time() > end:
-                raise TimeoutError(f"not true within {timeout} s: {expression}")
+                page = await self.eval("document.body.innerText.slice(0, 3000)")
+                raise TimeoutError(f"not true within {timeout} s: {expression}\n--- page:\n{page}")
             await asyncio.sleep(interval)
 
     async def screenshot(self, path: Path) -> None:

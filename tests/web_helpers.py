@@ -24,7 +24,7 @@ from bab.web.gateway_console import GatewayConsole
 from bab.web.security import AccessPolicy
 from bab.web.server import HttpServer, build_app
 
-FAST = GatewayTiming(broadcast_period=1.0, broadcast_period_empty=0.3, check_period=1.0)
+FAST = GatewayTiming(broadcast_period=1.0, broadcast_period_empty=0.3, check_period=1.0, missed_checks=3)
 METER = "1BAB0012345678"
 
 

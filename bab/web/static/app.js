@@ -72,10 +72,10 @@ function selectGw(id) {
   for (const tr of $("bus").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.meter === id);
   $("gw-detail").hidden = false;
   $("gw-meter").textContent = id;
-  loadGwDetail();
+  loadGwDetail(true);
 }
 
-async function loadGwDetail() {
+async function loadGwDetail(force) {
   const id = state.gwMeter;
   if (!id) return;
   const d = await api("/api/gateway/participants/" + encodeURIComponent(id));
@@ -97,6 +97,8 @@ async function loadGwDetail() {
   const rows = Object.entries(d.counters).concat([["last error", d.last_error || ""],
     ["attentions", d.attentions.join(", ")]]);
   for (const [k, v] of rows) c.insertRow().innerHTML = `<th>${esc(k.replace(/_/g, " "))}</th><td>${esc(v)}</td>`;
+  if (!force && Date.now() - (state.plotsAt || 0) < 2000) return;  // plots: at most every 2 s
+  state.plotsAt = Date.now();
   const q = "?t=" + Date.now() + (state.token ? "&token=" + encodeURIComponent(state.token) : "");
   const base = "/api/gateway/participants/" + encodeURIComponent(id) + "/plots/";
   for (const p of ["energy", "slots", "latency"]) $("plot-" + p).src = base + p + ".svg" + q;
@@ -131,11 +133,11 @@ async function gwAction(kind) {
         (last ? ", last " + new Date(last.time * 1000).toLocaleString() + ": " +
           Object.entries(last.values).map(([o, v]) => `${o} = ${v.value} ${v.unit}`).join(", ") : "") +
         (r.ok ? "" : "; " + (r.error || r.attentions.join(", "))), !r.ok);
-      loadGwDetail();
     } else {
       show(out, kind + ": " + (r.ok ? "done" : "failed: " + (r.reason || r.detail)) + "; paired: " + r.paired, !r.ok);
     }
     loadParticipants();
+    loadGwDetail(true);
   } catch (e) {
     show(out, kind + ": " + e.message, true);
   }
