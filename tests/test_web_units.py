@@ -179,3 +179,11 @@ def test_the_page_loads_nothing_from_elsewhere():
     for name in ("index.html", "app.js", "style.css"):
         text = resources.files("bab.web").joinpath("static", name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
+
+
+def test_tick_labels_resolve_small_steps():
+    import re
+
+    svg = plot([(0, 12345.6829), (1, 12345.6831)], title="t", x_label="x", y_label="kWh")
+    labels = re.findall(r'text-anchor="end">([0-9.]+)</text>', svg)
+    assert len(labels) >= 3 and len(set(labels)) == len(labels)  # distinct, not 12345.7 three times

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 WIDTH, HEIGHT = 520, 220
-_M_LEFT, _M_RIGHT, _M_TOP, _M_BOTTOM = 58, 14, 26, 36
+_M_LEFT, _M_RIGHT, _M_TOP, _M_BOTTOM = 78, 14, 26, 36
 
 
 def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -30,12 +30,20 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return out
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, step: float) -> str:
+    """A tick label with as many decimals as the tick step needs (12345.675, 12345.680 ... not 12345.7 twice)."""
     if v == 0:
         return "0"
-    if abs(v) >= 1e5 or abs(v) < 1e-3:
-        return f"{v:.3g}"
-    return f"{v:.6g}"
+    if abs(v) >= 1e9 or step < 1e-9:
+        return f"{v:.4g}"
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    if round(step * 10 ** decimals, 6) % 1:
+        decimals += 1  # steps of 2.5 x 10^n
+    return f"{v:.{decimals}f}"
+
+
+def _step(ticks: list[float]) -> float:
+    return ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) or 1.0
 
 
 def plot(points: Sequence[tuple[float, float]], *, title: str, x_label: str, y_label: str,
@@ -79,13 +87,15 @@ def plot(points: Sequence[tuple[float, float]], *, title: str, x_label: str, y_l
             out.append(f'<text x="{width - _M_RIGHT - 4}" y="{top + 12:.1f}" text-anchor="end" fill="#2a7a2a">'
                        f"{escape(band_label)}</text>")
     out.append(f'<rect x="{_M_LEFT}" y="{_M_TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
-    for t in _ticks(y0, y1):
+    yt = _ticks(y0, y1)
+    for t in yt:
         y = sy(t)
         out.append(f'<line x1="{_M_LEFT - 4}" y1="{y:.1f}" x2="{_M_LEFT + pw}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{_M_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
-    for t in _ticks(x0, x1, 6):
+        out.append(f'<text x="{_M_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t, _step(yt))}</text>')
+    xt = _ticks(x0, x1, 6)
+    for t in xt:
         x = sx(t)
-        out.append(f'<text x="{x:.1f}" y="{_M_TOP + ph + 14}" text-anchor="middle">{_fmt(t)}</text>')
+        out.append(f'<text x="{x:.1f}" y="{_M_TOP + ph + 14}" text-anchor="middle">{_fmt(t, _step(xt))}</text>')
     out.append(f'<text x="{_M_LEFT + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="12" y="{_M_TOP + ph / 2:.1f}" text-anchor="middle" '
                f'transform="rotate(-90 12 {_M_TOP + ph / 2:.1f})">{escape(y_label)}</text>')
