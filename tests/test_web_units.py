@@ -187,3 +187,20 @@ def test_tick_labels_resolve_small_steps():
     svg = plot([(0, 12345.6829), (1, 12345.6831)], title="t", x_label="x", y_label="kWh")
     labels = re.findall(r'text-anchor="end">([0-9.]+)</text>', svg)
     assert len(labels) >= 3 and len(set(labels)) == len(labels)  # distinct, not 12345.7 three times
+
+
+def test_the_gateway_console_keeps_a_bounded_number_of_dropped_meters():
+    from bab.hdlc import events as ev
+    from bab.meter_id import MeterId
+    from bab.web.gateway_console import MAX_DROPPED, GatewayConsole
+
+    console = GatewayConsole(clock=iter(range(10**6)).__next__)
+    for i in range(MAX_DROPPED * 3):
+        sid = MeterId.parse(f"1BAB{i:010d}").server_id
+        console.on_station_event(ev.ParticipantRegistered(5, sid))
+        console.on_station_event(ev.ParticipantDropped(5, sid, "silent in the presence check"))
+    assert len(console.meters) == MAX_DROPPED
+    newest = MeterId.parse(f"1BAB{MAX_DROPPED * 3 - 1:010d}").server_id
+    assert console.meters[newest].state == "dropped"
+    kinds = [e.kind for e in console.hub.history]
+    assert kinds[-2:] == ["registration", "dropped"]

@@ -44,6 +44,7 @@ from bab.status import reading_entry
 from .events import EventHub
 
 SAMPLES = 300  # diagnostics samples kept per meter
+MAX_DROPPED = 64  # views of dropped meters kept (registered ones are bounded by the 125 LMN addresses)
 READ_TIMEOUT = 60.0
 _MAIN_REGISTERS = frozenset((ENERGY_IMPORT, *MEDIUM_MAIN))
 
@@ -215,16 +216,12 @@ class GatewayConsole:
     def on_station_event(self, e: object) -> None:
         now = self.clock()
         if isinstance(e, ev.ParticipantRegistered):
-            view = self.meters.get(e.server_id)
-            if view is None:
-                view = self.meters[e.server_id] = MeterView(e.server_id, e.address, now)
+            view = self.meters.get(e.server_id) or self._new_view(e.server_id, e.address, now)
             view.address, view.state, view.drop_reason, view.registered_at = e.address, "registered", None, now
             view.last_seen = now
             self.hub.publish("registration", meter=view.meter_id, address=e.address)
         elif isinstance(e, ev.ParticipantMoved):
-            view = self.meters.get(e.server_id)
-            if view is None:
-                view = self.meters[e.server_id] = MeterView(e.server_id, e.new_address, now)
+            view = self.meters.get(e.server_id) or self._new_view(e.server_id, e.new_address, now)
             view.address, view.state = e.new_address, "registered"
             self.hub.publish("moved", meter=view.meter_id, old_address=e.old_address, address=e.new_address)
         elif isinstance(e, ev.ParticipantDropped):
@@ -245,6 +242,14 @@ class GatewayConsole:
             view = self._by_address(e.address)
             if view is not None and e.selector == Selector.TLS_SML_COSEM:
                 view.tls_up = True
+
+    def _new_view(self, server_id: bytes, address: int, now: float) -> MeterView:
+        dropped = [v for v in self.meters.values() if v.state == "dropped"]
+        if len(dropped) >= MAX_DROPPED:
+            oldest = min(dropped, key=lambda v: v.last_seen or v.registered_at)
+            del self.meters[oldest.server_id]
+        view = self.meters[server_id] = MeterView(server_id, address, now)
+        return view
 
     def on_result(self, result: SmlResult, channel: str | None = None) -> None:
         view = self.meters.get(result.server_id)
