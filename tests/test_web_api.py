@@ -178,7 +178,8 @@ async def test_writes_need_the_session_token_and_a_loopback_host(bench):
     assert status == 200 and r["ok"]
 
 
-async def test_a_configured_token_guards_every_api_request(tmp_path):
+async def test_a_configured_token_guards_every_api_request(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     token = "s3cret-token-for-the-lab-1234"
     b = await WebBench(tmp_path, token=token).start()
     try:
@@ -194,6 +195,8 @@ async def test_a_configured_token_guards_every_api_request(tmp_path):
             assert r.status == 200
     finally:
         await b.close()
+    # the access log names method, path and status, never the query string that carried the token
+    assert "GET /api/events/recent 200" in caplog.text and token not in caplog.text
 
 
 def test_listening_beyond_loopback_needs_a_token():
