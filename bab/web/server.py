@@ -124,7 +124,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     ctype = request.content_type
-    if ctype not in ("application/json", "application/octet-stream", "text/plain"):
+    if ctype != "application/json":
         raise ConsoleError(415, f"the body must be JSON (Content-Type: application/json), got {ctype}")
     try:
         data = json.loads(raw)
@@ -433,9 +433,8 @@ class HttpServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        sockets = [s for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        if runner.addresses:
+            self.port = runner.addresses[0][1]  # the port the OS chose for port 0
         if ADAPTER in self.app:
             self._tasks.append(asyncio.create_task(self.app[ADAPTER].run(), name="web status"))
 
