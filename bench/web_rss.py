@@ -58,15 +58,16 @@ class Daemon:
                        f"status_socket: {tmp / name}.sock\nlog_level: warning\n"
                        "meters:\n  - id: \"1BAB0000000001\"\n    driver: {type: simulated}\n")
         args = [sys.executable, "-m", "bab.cli", "run", "--config", str(cfg)] + (["--http", http] if http else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log = tmp / f"{name}.log"
+        self.proc = subprocess.Popen(args, stdout=self.log.open("w"), stderr=subprocess.STDOUT, text=True)
         self.rx = FrameReceiver()
         self.url = None
-        if http:
-            for line in self.proc.stdout:  # type: ignore[union-attr]
-                m = re.search(r"web console: (\S+)", line)
-                if m:
-                    self.url = m.group(1)
-                    break
+        for _ in range(200 if http else 0):
+            m = re.search(r"web console: (\S+)", self.log.read_text())
+            if m:
+                self.url = m.group(1)
+                break
+            time.sleep(0.05)
 
     def frames(self, timeout: float) -> list:
         out = []
@@ -80,6 +81,8 @@ class Daemon:
         return out
 
     def close(self) -> None:
+        if self.proc.poll() is not None:
+            print(f"  (bab run exited with {self.proc.returncode}: {self.log.read_text()[-2000:]})")
         self.proc.terminate()
         self.proc.wait(10)
         os.close(self.master)
