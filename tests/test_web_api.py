@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from web_helpers import METER, WebBench, random_key  # noqa: E402
+from web_helpers import METER, RecordingSim, WebBench, random_key  # noqa: E402
 
 from bab.tls import wolfssl_binding  # noqa: E402
 
@@ -289,46 +289,6 @@ async def test_the_event_stream_delivers_registrations_over_http(tmp_path):
             assert "registration" in kinds
     finally:
         await b.close()
-
-
-class _SimCommandError(Exception):
-    pass
-
-
-_SimCommandError.__name__ = "SimCommandError"
-
-
-class RecordingSim:
-    """Stands in for bab.sim.control.SimControl (the other helper's, not merged yet): records the calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def show(self, meter=None):
-        self.calls.append(("show", meter))
-        return {"meters": [meter or METER]}
-
-    def set_value(self, meter, obis, value):
-        self.calls.append(("set_value", meter, obis, value))
-        return {"meter": meter, "obis": obis, "value": str(value)}
-
-    def set_status(self, meter, bit, on):
-        self.calls.append(("set_status", meter, bit, on))
-        return {"bit": bit, "on": on}
-
-    def fault(self, meter, kind, **params):
-        if kind == "nonsense":
-            raise _SimCommandError("unknown fault 'nonsense' (known: silence, noise)")
-        self.calls.append(("fault", meter, kind, params))
-        return {"fault": kind, **params}
-
-    def clear(self, meter, kind=None):
-        self.calls.append(("clear", meter, kind))
-        return {"cleared": kind or "all"}
-
-    def scenario(self, text):
-        self.calls.append(("scenario", text))
-        return {"steps": 1}
 
 
 async def test_lab_meter_controls_reach_the_simulator(bench):

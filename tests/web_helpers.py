@@ -135,3 +135,43 @@ class WebBench:
 
 def random_key() -> bytes:
     return os.urandom(16)
+
+
+class _SimCommandError(Exception):
+    pass
+
+
+_SimCommandError.__name__ = "SimCommandError"
+
+
+class RecordingSim:
+    """Stands in for bab.sim.control.SimControl (the other helper's, not merged yet): records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def show(self, meter=None):
+        self.calls.append(("show", meter))
+        return {"meters": [meter or METER]}
+
+    def set_value(self, meter, obis, value):
+        self.calls.append(("set_value", meter, obis, value))
+        return {"meter": meter, "obis": obis, "value": str(value)}
+
+    def set_status(self, meter, bit, on):
+        self.calls.append(("set_status", meter, bit, on))
+        return {"bit": bit, "on": on}
+
+    def fault(self, meter, kind, **params):
+        if kind == "nonsense":
+            raise _SimCommandError("unknown fault 'nonsense' (known: silence, noise)")
+        self.calls.append(("fault", meter, kind, params))
+        return {"fault": kind, **params}
+
+    def clear(self, meter, kind=None):
+        self.calls.append(("clear", meter, kind))
+        return {"cleared": kind or "all"}
+
+    def scenario(self, text):
+        self.calls.append(("scenario", text))
+        return {"steps": 1}

@@ -194,6 +194,11 @@ async function loadAdDetail() {
   }
   $("sim").hidden = !d.sim;
   $("no-sim").hidden = d.sim;
+  if (d.sim) {
+    api("/api/adapter/sim?meter=" + encodeURIComponent(id))
+      .then((r) => { $("sim-state").textContent = JSON.stringify(r.result, null, 1); })
+      .catch((e) => { $("sim-state").textContent = e.message; });
+  }
   const q = "?t=" + Date.now() + (state.token ? "&token=" + encodeURIComponent(state.token) : "");
   $("plot-profile").src = "/api/adapter/meters/" + encodeURIComponent(id) + "/profile.svg" + q;
 }
