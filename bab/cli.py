@@ -121,9 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if http is not None:
             from bab.web.adapter_console import AdapterConsole
 
+            # Like the status socket: the meters are served even when the console cannot listen.
             web = await _start_http(http, adapter=AdapterConsole(daemon))
-            if web is None:
-                return 1
         watchdog = asyncio.create_task(watchdog_keepalive(notifier))
 
         def ready() -> None:
@@ -166,7 +165,7 @@ async def _start_http(settings: tuple[str, int, str | None], **consoles):  # typ
     try:
         server = await serve(host, port, token=token, **consoles)
     except OSError as exc:
-        print(f"error: cannot listen on {host}:{port} for HTTP: {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: no web console: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return None
     print(f"web console: {server.url}", flush=True)
     log.info("web console on %s", server.url)

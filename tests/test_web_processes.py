@@ -95,3 +95,30 @@ meters:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_bab_run_serves_its_meters_when_the_console_cannot_listen(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "bab.yaml"
+        cfg.write_text(f"""lmn: {{port: "loop://"}}
+state_dir: {tmp_path / 'state'}
+status_socket: {tmp_path / 'status.sock'}
+http: {{listen: "127.0.0.1:{port}"}}
+meters:
+  - id: "1BAB0000000042"
+    driver: {{type: simulated}}
+""")
+        run = subprocess.Popen([sys.executable, "-m", "bab.cli", "run", "--config", str(cfg)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            _line(run, r"no web console: cannot listen on 127\.0\.0\.1:\d+")
+            _line(run, r"LMN port loop:// open")
+            assert run.poll() is None
+        finally:
+            run.terminate()
+            run.wait(20)
