@@ -87,6 +87,8 @@ async def test_the_page_asks_for_a_configured_token(tmp_path, browser):
         await browser.wait_for("!document.getElementById('token-form').hidden")
         assert "access token" in await browser.eval("document.getElementById('roles').textContent")
         await browser.goto(bench.server.url + "#token=" + token)
+        # a fragment change commits asynchronously: a reload sent before it reloads the URL without the token
+        await browser.wait_for("location.hash.startsWith('#token=')")
         await browser.send("Page.reload")
         await browser.wait_for("document.body.dataset.ready === '1'")
         await browser.wait_for(f"document.querySelector('#bus tr[data-meter=\"{METER}\"]') !== null")
