@@ -19,6 +19,7 @@ from bab.meter_id import MeterId
 from bab.obis import Obis
 from bab.schema import Bool, ConfigError, Custom, DictOf, Float, Int, ListOf, Map, Nullable, Str, Type, load_yaml
 from bab.security import TLS, TlsOptions
+from bab.sim.catalogue import FAULT
 from bab.sym.profile2015 import Profile2015
 from legacy_drivers.api import DriverNotFound, available_drivers
 
@@ -141,6 +142,8 @@ METER = Map(
                          default=dict),
         "serve": Nullable(ListOf(Custom(convert=_obis, what="an OBIS code")),
                           doc="the OBIS codes served (null: everything the driver delivers)", default=None),
+        "faults": ListOf(FAULT, doc="faults the lab meter injects from the start, e.g. `[{kind: bad_fcs, "
+                         "probability: 0.2}]` (docs/simulator.md)", default=list, unique="kind"),
     },
 )
 
@@ -195,6 +198,7 @@ class MeterConfig:
     profile_period: int = 900
     profile_depth: int = 672
     sym_emh_bug: bool = False
+    faults: tuple[dict[str, Any], ...] = ()  # validated bab.sim.catalogue.FAULT mappings
 
     def sym_profile(self) -> Profile2015:
         """The SYM profile of this meter (``sym`` in the YAML)."""
@@ -244,7 +248,7 @@ def from_mapping(raw: dict[str, Any], source: str) -> Config:
         serve = frozenset(m["serve"]) if m["serve"] is not None else None
         meters.append(MeterConfig(m["id"], opts.pop("type"), opts, ReadingMap(m["map"], serve, m["factor"]),
                                   TlsOptions.from_mapping(m["tls"]), m["profile"]["period"], m["profile"]["depth"],
-                                  m["sym"]["emh_bug"]))
+                                  m["sym"]["emh_bug"], tuple(m["faults"])))
     http = HttpConfig(raw["http"]["listen"], raw["http"]["token_file"])
     return Config(lmn, meters, Path(raw["state_dir"]), Path(raw["status_socket"]), raw["log_level"], source, http)
 

@@ -73,7 +73,7 @@ class Daemon:
         gc.collect()
         gc.freeze()
         link = link or PortTransport(self.config.lmn.port, self.config.lmn.baudrate, rs485=self.config.lmn.rs485)
-        node = LinkNode([m.station for m in self.meters])
+        node = LinkNode([m.endpoint for m in self.meters])
         runner = NodeRunner(node, link.write, on_step=self._on_step)
         self.runner = runner
         loop = asyncio.get_running_loop()

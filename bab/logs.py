@@ -3,7 +3,8 @@
 * Under systemd (``$JOURNAL_STREAM`` names our stderr) records go to journald over its native protocol
   (a datagram of ``KEY=value`` fields to ``/run/systemd/journal/socket``), with ``PRIORITY``,
   ``SYSLOG_IDENTIFIER=bab`` and BAB's own fields ``BAB_METER_ID`` and ``BAB_LAYER`` from the record's
-  ``extra={"meter_id": ..., "layer": ...}``, so ``journalctl -u bab BAB_METER_ID=1BAB0012345678`` works.
+  ``extra={"meter_id": ..., "layer": ...}``, and ``BAB_FAULT`` (``extra={"fault": ...}``) for every fault the
+  lab meter injects (:mod:`bab.sim`), so ``journalctl -u bab BAB_METER_ID=1BAB0012345678`` works.
 * The same message from the same place is let through ``burst`` times per ``interval``; after that it is counted
   and one line reports how many were suppressed, so line noise or a flapping source cannot flood the journal.
 * Key material never reaches a log: the layers never pass it, and :class:`SecretFilter` drops any record that
@@ -51,7 +52,7 @@ class JournalHandler(logging.Handler):
                 _field("CODE_LINE", str(record.lineno)),
                 _field("CODE_FUNC", record.funcName),
             ]
-            for attr, key in (("meter_id", "BAB_METER_ID"), ("layer", "BAB_LAYER")):
+            for attr, key in (("meter_id", "BAB_METER_ID"), ("layer", "BAB_LAYER"), ("fault", "BAB_FAULT")):
                 value = getattr(record, attr, None)
                 if value is not None:
                     fields.append(_field(key, str(value)))

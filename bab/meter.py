@@ -21,6 +21,10 @@ from bab.hdlc.secondary import MeterStation
 from bab.hdlc.upper import ServerLayer
 from bab.persist import Writer, atomic_write, read_json
 from bab.security import MeterSecurity
+from bab.sim.catalogue import Fault
+from bab.sim.faults import FaultSet
+from bab.sim.hdlc import FaultyStation, faulty_layers
+from bab.sim.sml import faulty_sml
 from bab.sml.server import sml_service
 from bab.tls.hdlc_layer import shared_executor
 from bab.values import ValueStore
@@ -46,12 +50,21 @@ class MeterRuntime:
         self._link_file = self.state_dir / "link.json"
         link_state = self._load_link_state()
         self._saved_address: int | None = link_state.get("address")
+        # The lab meter's faults (bab.sim): wrappers at the layer boundaries, inactive until a fault is on.
+        self.faults = FaultSet(self.meter_id, clock=clock,
+                               rng=random.Random(f"{lmn.random_seed}:{self.meter_id}")
+                               if lmn.random_seed is not None else random.Random(),
+                               faults=[Fault.from_mapping(f) for f in config.faults])
         self.station = MeterStation(
-            self.server_id, self._layer_for, lmn.timing, rng=rng,
+            self.server_id, faulty_layers(self._layer_for, self.faults), lmn.timing, rng=rng,
             preferred_address=link_state.get("address"), siblings=siblings,
         )
+        self.endpoint = FaultyStation(self.station, self.faults)  # what the link node drives
         self.driver: Driver = driver_class(config.driver_type)(
             config.driver_options, DriverContext(self.meter_id, str(self.state_dir / "driver")))
+        # A driver may declare that its energy registers may go backwards (the simulated meter's `monotonic:
+        # false`, for gateway tests); by default a decrease is flagged and the old value kept.
+        self.values.monotonic = bool(getattr(self.driver, "monotonic", True))
         # The COSEM model of this meter and its SML server per connection.
         self.writer = writer  # the daemon passes a WriteBehind: no fsync on the event loop that times the slots
         self.sml = sml_service(BaseMeterModel.for_runtime(self, profile_period=config.profile_period,
@@ -61,7 +74,7 @@ class MeterRuntime:
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
                                       counters=self.counters, executor=executor or shared_executor(),
                                       sym_profile=config.sym_profile())
-        self.services.update(self.security.services(self.sml))
+        self.services.update(self.security.services(faulty_sml(self.sml, self.faults, self.server_id)))
         self.sml.model.crypto_reset_hook = self._crypto_reset
 
     def _crypto_reset(self) -> bool:

@@ -42,6 +42,7 @@ class ValueStore:
     health_detail: str = ""
     backwards: int = 0
     updates: int = 0
+    monotonic: bool = True  # False: energy registers may decrease (simulated meters only, see bab.meter)
 
     def publish(self, readings: Sequence[Reading]) -> None:
         now = self.clock()
@@ -49,7 +50,7 @@ class ValueStore:
             old = self.readings.get(r.obis)
             if old is not None and r.unit == old.unit and r.scaler > old.scaler:
                 r = r.rescaled(old.scaler)  # exact: finer scaler, the mantissa grows
-            if old is not None and is_energy_register(r.obis) and r.unit == old.unit \
+            if self.monotonic and old is not None and is_energy_register(r.obis) and r.unit == old.unit \
                     and r.decimal < old.decimal:
                 self.backwards += 1
                 if not old.status & ReadingStatus.WENT_BACKWARDS:

@@ -88,6 +88,8 @@ class GatewayCounters:
     conversations_ok: int = 0
     conversations_failed: int = 0
     unexpected: int = 0
+    out_of_sequence: int = 0  # I frames from a meter whose N(S) was not the expected one (discarded)
+    rnr_received: int = 0  # polls a meter answered busy (RNR)
 
 
 @dataclass
@@ -345,6 +347,7 @@ class GatewayStation:
             else:
                 self.counters.retransmissions += 1
         if kind is Kind.RNR:
+            self.counters.rnr_received += 1
             conv.rnr_count += 1
             if conv.rnr_count % 100 == 0:
                 conv.not_before = now + self.timing.rnr_backoff
@@ -357,6 +360,8 @@ class GatewayStation:
                     conv.layer.data_received(frame.info)
                 except Exception as exc:
                     self._fail(conv, f"client layer error: {type(exc).__name__}: {exc}")
+            else:
+                self.counters.out_of_sequence += 1  # our next poll carries the old N(R): the meter resends
             return
         if conv.unacked is None:
             conv.not_before = now + self.idle_poll  # RR, nothing to send: do not spin on the bus

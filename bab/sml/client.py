@@ -144,6 +144,9 @@ def parse_response(file: SmlFile, server_id: bytes) -> SmlResult:
     result = SmlResult(server_id)
     for m in file.messages:
         body = m.body
+        answered_by = getattr(body, "server_id", None)
+        if server_id and answered_by and bytes(answered_by) != bytes(server_id) and result.error is None:
+            result.error = f"answer from server ID {bytes(answered_by).hex()}, asked {bytes(server_id).hex()}"
         if type(body) is PublicOpenRes and type(body.ref_time) is SecIndex:
             result.ref_time = body.ref_time.value
         elif type(body) is AttentionRes:

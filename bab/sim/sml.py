@@ -1,0 +1,101 @@
+"""Faults on the SML files the meter's SML server sends (LMN-STACK.md section 6): attention answers, a bad
+transport CRC, a foreign server ID, files cut short.
+
+:func:`faulty_sml` wraps the SML service (the factory of one :class:`~bab.sml.server.SmlServer` per
+connection) that runs over plain HDLC (selector 3) and inside TLS (selector 1). While an SML fault is active
+the wrapper takes each complete answer from the server, decodes it, changes it and hands out the result; the
+server is not changed. With no SML fault active it passes the server's chunks through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from bab.hdlc.upper import ServerLayer
+from bab.sml import AttentionRes, GetProcParameterRes, SmlError, decode_file, encode_file, encode_transport
+from bab.sml.transport import FrameReceived, TransportDecoder
+from bab.sml.types import Tree
+
+from .catalogue import SML
+from .faults import FaultSet
+
+_DRAIN = 1 << 16
+
+
+class SmlFaults:
+    """One SML server connection with the meter's SML faults applied to its answer files."""
+
+    def __init__(self, inner: ServerLayer, faults: FaultSet, server_id: bytes) -> None:
+        self.inner = inner
+        self.faults = faults
+        self.server_id = server_id
+        self._out = bytearray()
+        self._decoder = TransportDecoder()
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def data_to_send(self, max_size: int) -> bytes:
+        if SML in self.faults.on:
+            while chunk := self.inner.data_to_send(_DRAIN):
+                for event in self._decoder.feed(chunk):
+                    if isinstance(event, FrameReceived):
+                        self._out += self._alter(event.payload)
+        if self._out:
+            chunk = bytes(self._out[:max_size])
+            del self._out[:max_size]
+            return chunk
+        return self.inner.data_to_send(max_size)
+
+    def is_busy(self) -> bool:
+        return self.inner.is_busy()
+
+    def connection_lost(self) -> None:
+        self.inner.connection_lost()
+
+    def _alter(self, payload: bytes) -> bytes:
+        f = self.faults
+        if f.get("attention") is not None or f.get("wrong_server_id") is not None:
+            payload = self._rewrite(payload)
+        wire = encode_transport(payload)
+        if f.fire("bad_sml_crc", "answer file with a wrong CRC"):
+            wire = wire[:-1] + bytes((wire[-1] ^ 0xFF,))
+        if (cut := f.fire("truncated_sml", "answer file cut short")) is not None:
+            wire = wire[: int(len(wire) * cut.params["fraction"])]
+        return wire
+
+    def _rewrite(self, payload: bytes) -> bytes:
+        try:
+            file = decode_file(payload)
+        except SmlError:
+            return payload
+        att = self.faults.get("attention")
+        messages = []
+        for m in file.messages:
+            body = m.body
+            if att is not None and type(body) is GetProcParameterRes and body.parameter_tree_path \
+                    and body.parameter_tree_path[0][:6] == att.params["object"].to_bytes()[:6] \
+                    and self.faults.fire("attention", f"{att.params['object']} answered "
+                                                      f"{att.params['code'].hex().upper()}"):
+                body = AttentionRes(server_id=body.server_id, attention_no=att.params["code"],
+                                    attention_details=Tree(body.parameter_tree_path[0]))
+            if hasattr(body, "server_id") and getattr(body, "server_id", None):
+                wrong = self.faults.get("wrong_server_id")
+                if wrong is not None:
+                    sid = wrong.params["server_id"] or body.server_id[:-1] + bytes((body.server_id[-1] ^ 0xFF,))
+                    if self.faults.fire("wrong_server_id", f"answering as {sid.hex()}"):
+                        body = dataclasses.replace(body, server_id=sid)
+            messages.append(dataclasses.replace(m, body=body) if body is not m.body else m)
+        return encode_file(messages)
+
+
+def faulty_sml(service: Callable[[], ServerLayer | None], faults: FaultSet,
+               server_id: bytes) -> Callable[[], ServerLayer | None]:
+    """The SML service with the meter's SML faults (a factory like the one it wraps)."""
+
+    def factory() -> ServerLayer | None:
+        layer = service()
+        return SmlFaults(layer, faults, server_id) if layer is not None else None
+
+    return factory
