@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (DriverNotFound, OSError, ValueError) as exc:
             log.error("cannot set up the meters: %s", exc)
             return EX_CONFIG
-        status = StatusServer(daemon.status, cfg.status_socket)
+        status = StatusServer(daemon.status, cfg.status_socket, commands=daemon.handle_request)
         try:
             await status.start()
         except StatusServerError as exc:
@@ -564,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     br.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     br.set_defaults(func=cmd_bridge)
+
+    from bab.sim.cli import add_parser as add_sim_parser
+
+    add_sim_parser(sub)
 
     cfg = sub.add_parser("config", help="check a configuration file or print the reference")
     cfg.add_argument("action", choices=["check", "reference"])

@@ -14,8 +14,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from bab.config import Config
 from bab.lmn.node import LinkNode
@@ -23,6 +23,7 @@ from bab.lmn.runner import NodeRunner
 from bab.mapping import MappedSink
 from bab.meter import MeterRuntime
 from bab.persist import WriteBehind
+from bab.sim.control import SimControl, handle_request
 from bab.transport import PortTransport
 
 log = logging.getLogger("bab.daemon")
@@ -50,6 +51,11 @@ class Daemon:
         self.started = time.monotonic()
         self.writer = WriteBehind()  # state files are fsync'ed off the event loop
         self._tasks: list[asyncio.Task] = []
+        self.sim = SimControl(lambda: self.meters)  # the lab meter's run-time commands (bab sim, status socket)
+
+    def handle_request(self, request: Mapping[str, Any]) -> dict:
+        """A request line of the status socket (the lab meter's commands, :mod:`bab.sim.control`)."""
+        return handle_request(self.sim, request)
 
     def build(self) -> None:
         loop = asyncio.get_running_loop()
@@ -178,6 +184,7 @@ class Daemon:
                     "slot_late": st.counters.slot_late,
                     "sequence_errors": st.counters.sequence_errors,
                 },
+                "faults": m.faults.describe(),  # the lab meter: active faults, injections per kind
             })
         from bab import __version__
 

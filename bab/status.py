@@ -5,7 +5,13 @@ with a *provider*, a callable the daemon supplies that returns the current statu
 provider runs on the event loop for every request: it must be quick and must not block (build the dict from
 counters and state the daemon already holds).
 Every client that connects gets exactly one JSON document followed by ``\\n``, and the server closes the
-connection; the client sends nothing. ``bab status [--json]`` is :func:`status_command`.
+connection. A client that sends nothing (or closes its sending side at once, as ``bab status`` does) gets the
+status document. A client may instead send one request line, a JSON object such as
+``{"command": "sim.fault", "meter": "1BAB0012345678", "kind": "bad_fcs", "params": {"probability": 0.2}}``,
+and gets one JSON answer: the daemon's ``commands`` handler decides (the lab meter's commands,
+:func:`bab.sim.control.handle_request`); ``{"command": "status"}`` is the status document. A client that sends
+nothing and keeps its side open gets the document after :attr:`StatusServer.request_wait` seconds.
+``bab status [--json]`` is :func:`status_command`, ``bab sim ...`` uses :func:`query_socket`.
 
 Access control (two layers): the socket file has mode 0660 (connecting needs write permission on it), and
 the server checks the peer's credentials (``SO_PEERCRED``) and allows only root, the daemon's own uid and
@@ -34,7 +40,11 @@ ages are seconds as floats, counters are ints since daemon start)::
           "readings": [                     # see reading_entry()
             {"obis": "1-0:1.8.0*255", "value": "12345.678", "unit": "kWh", "status": [], "age_s": 2.1}
           ],
-          "errors": {"bad_frames": 0, "tls_failures": 0, "sym_failures": 0, "driver_errors": 0}
+          "errors": {"bad_frames": 0, "tls_failures": 0, "sym_failures": 0, "driver_errors": 0},
+          "faults": {                       # the lab meter (bab.sim): what the gateway was exposed to
+            "active": [{"kind": "bad_fcs", "params": {}, "probability": 0.2, "count": null, "injected": 3}],
+            "injected": {"bad_fcs": 3}      # per kind, since daemon start
+          }
         }
       ]
     }
@@ -77,6 +87,8 @@ EXIT_NOT_RUNNING = 3
 EXIT_PERMISSION = 4
 
 StatusProvider = Callable[[], Mapping[str, Any]]
+CommandHandler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+MAX_REQUEST = 64 * 1024  # bytes of one request line
 
 
 # --------------------------------------------------------------------------------------------------- server
@@ -143,9 +155,15 @@ class StatusServer:
         mode: int = 0o660,
         group: int | str | None = None,
         peer_check: PeerCheck | None = None,
+        commands: CommandHandler | None = None,
+        request_wait: float = 0.25,
     ) -> None:
-        """``group`` (name or gid) is given to the socket file; ``peer_check`` replaces the default check."""
+        """``group`` (name or gid) is given to the socket file; ``peer_check`` replaces the default check;
+        ``commands`` answers request lines (None: only the status document is served)."""
         self.provider = provider
+        self.commands = commands
+        self.request_wait = request_wait
+        self.requests = 0  # request lines answered (commands)
         self.path = Path(path)
         self.mode = mode
         self.group = group
@@ -186,7 +204,7 @@ class StatusServer:
                 os.chown(tmp, -1, gid)
             os.replace(tmp, self.path)
             sock.setblocking(False)
-            self._server = await asyncio.start_unix_server(self._handle, sock=sock)
+            self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_REQUEST)
         except BaseException:
             sock.close()
             with contextlib.suppress(FileNotFoundError):
@@ -231,7 +249,13 @@ class StatusServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(self._document_for(writer.get_extra_info("socket")))
+            try:
+                line: bytes | None = await asyncio.wait_for(reader.readline(), self.request_wait)
+            except TimeoutError:
+                line = b""
+            except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                line = None  # longer than the reader's limit
+            writer.write(self._document_for(writer.get_extra_info("socket"), line))
             await asyncio.wait_for(writer.drain(), 5)
         except (TimeoutError, OSError) as exc:
             log.debug("status client went away: %s", exc)
@@ -240,7 +264,7 @@ class StatusServer:
             with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
-    def _document_for(self, sock: Any) -> bytes:
+    def _document_for(self, sock: Any, line: bytes | None = b"") -> bytes:
         assert self._peer_check is not None
         try:
             cred = peer_credentials(sock)
@@ -252,6 +276,10 @@ class StatusServer:
             self.refused += 1
             log.warning("status socket: refused %s", cred)
             return _encode({"error": "permission denied", "code": "permission_denied"})
+        if line is None or line.strip():
+            answer = self._answer(line)
+            if answer is not None:
+                return answer
         try:
             doc = dict(self.provider())
             doc.setdefault("version", SHAPE_VERSION)
@@ -262,6 +290,30 @@ class StatusServer:
             return _encode({"error": f"status provider failed: {exc}", "code": "provider_failed"})
         self.served += 1
         return data
+
+
+    def _answer(self, line: bytes | None) -> bytes | None:
+        """The answer to a request line (None: it asks for the status document)."""
+        if line is None:
+            return _encode({"error": f"request longer than {MAX_REQUEST} bytes", "code": "bad_request"})
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return _encode({"error": "the request is not valid JSON", "code": "bad_request"})
+        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+            return _encode({"error": 'a request is a JSON object with a "command"', "code": "bad_request"})
+        if request["command"] == "status":
+            return None
+        if self.commands is None:
+            return _encode({"error": f"command {request['command']!r} not served here", "code": "bad_command"})
+        try:
+            answer = dict(self.commands(request))
+        except Exception as exc:  # a failing command must not take the daemon down
+            self.failures += 1
+            log.exception("status socket: command %s failed", request["command"])
+            return _encode({"error": f"command failed: {exc}", "code": "command_failed"})
+        self.requests += 1
+        return _encode(answer)
 
 
 def _encode(doc: Mapping[str, Any]) -> bytes:
@@ -324,6 +376,16 @@ def query_status(path: str | os.PathLike[str] | None = None, timeout: float = 5.
     Raises :class:`DaemonNotRunning`, :class:`StatusPermissionDenied` or :class:`StatusError`, each with a
     message an operator can act on.
     """
+    return query_socket(path, None, timeout)
+
+
+def query_socket(path: str | os.PathLike[str] | None, request: Mapping[str, Any] | None,
+                 timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request line (None: none, ask for the status document) and return the daemon's JSON answer.
+
+    Raises as :func:`query_status`; an answer ``{"error": ...}`` other than permission denied raises
+    :class:`StatusError` with the daemon's message.
+    """
     path = str(path or default_socket_path())
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -342,6 +404,12 @@ def query_status(path: str | os.PathLike[str] | None = None, timeout: float = 5.
             raise StatusPermissionDenied(_permission_hint(path)) from None
         except OSError as exc:
             raise StatusError(f"cannot connect to {path}: {exc}") from None
+        try:
+            if request is not None:
+                s.sendall(json.dumps(request, default=str).encode() + b"\n")
+            s.shutdown(socket.SHUT_WR)  # nothing (more) to send: the daemon answers at once
+        except OSError as exc:
+            raise StatusError(f"writing to {path} failed: {exc}") from None
         chunks = []
         try:
             while chunk := s.recv(65536):
@@ -438,6 +506,12 @@ def render_status(doc: Mapping[str, Any]) -> str:
             f"{label} {_fmt(err.get(key, 0))}" for key, label in (
                 ("bad_frames", "bad frames"), ("tls_failures", "TLS failures"),
                 ("sym_failures", "SYM failures"), ("driver_errors", "driver errors"))))
+        faults = m.get("faults") or {}
+        active = ", ".join(str(f.get("kind")) for f in faults.get("active") or [])
+        injected = faults.get("injected") or {}
+        if active or injected:
+            lines.append(f"  faults  active: {active or 'none'}; injected: "
+                         + (", ".join(f"{k} {v}" for k, v in sorted(injected.items())) or "none"))
     return "\n".join(lines) + "\n"
 
 

@@ -57,13 +57,14 @@ class WireProbe:
 class Lab:
     """One meter runtime and the software gateway's station on a virtual bus."""
 
-    def __init__(self, tmp_path, *, meter_yaml: str = "", seed: int = 1, **gw_kw) -> None:
+    def __init__(self, tmp_path, *, meter_yaml: str = "", driver: str = "{type: simulated}", seed: int = 1,
+                 **gw_kw) -> None:
         self.sim = Simulation(VirtualBus())
         cfg = config.loads(f"""lmn: {{port: x, random_seed: {seed}}}
 state_dir: {tmp_path}
 meters:
   - id: "{METER}"
-    driver: {{type: simulated}}
+    driver: {driver}
 {meter_yaml}""")
         self.meter = MeterRuntime(cfg.meters[0], cfg.lmn, cfg.state_dir, clock=lambda: self.sim.now,
                                   rng=random.Random(seed), executor=InlineExecutor())

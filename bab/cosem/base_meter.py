@@ -134,6 +134,9 @@ class BaseMeterModel:
                                      objects=(ENERGY_IMPORT, ENERGY_EXPORT, *MEDIUM_MAIN))
         self.crypto_reset_hook: Callable[[], bool] | None = None
         self.crypto_resets = 0
+        # Status word bits forced by the lab meter (bab.sim.control): OR'ed in, then masked out.
+        self.status_forced_on = 0
+        self.status_forced_off = 0
         if manufacturer is None:
             manufacturer = self.server_id[2:5] if len(self.server_id) == 10 else b""
         fw = firmware_version_bytes(firmware_version)
@@ -225,7 +228,8 @@ class BaseMeterModel:
 
     def status_word(self) -> int:
         served = list(self.register_readings().values())
-        return status_word(served, self.values.health, index_resumed=self.seconds_index.resumed_unclean)
+        word = status_word(served, self.values.health, index_resumed=self.seconds_index.resumed_unclean)
+        return (word | self.status_forced_on) & ~self.status_forced_off & 0xFFFFFFFF
 
     def list_entries(self) -> list[ListEntry]:
         """The valList of the GetList.Res a base meter pushes (EDL layout, LMN-STACK.md 6.4)."""

@@ -98,6 +98,15 @@ class SecondsIndex:
         self._last = min(v, MAX_INDEX)
         return self._last
 
+    def jump(self, index: int, now: float) -> None:
+        """Set the index to ``index`` at ``now`` (the lab meter's "as after a reset"; it may go backwards, which a
+        real BAB never does) and persist it, so a restart continues from there."""
+        if not 0 <= index <= MAX_INDEX:
+            raise ValueError(f"a seconds index is 0..{MAX_INDEX}")
+        self._base, self._start, self._last = index, now, index
+        self._persist(now, clean=False)
+        self._persist(now, clean=False)  # both files: a restart must not pick up an older, larger index
+
     def tick(self, now: float) -> None:
         """Call periodically (e.g. every second): persists the index every ``persist_every`` seconds."""
         if now - self._last_persist >= self.persist_every or now < self._last_persist:

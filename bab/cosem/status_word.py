@@ -15,7 +15,15 @@ bit    mask        meaning
 5      0x00000020  METER_ERROR: the legacy meter reports an error
 8      0x00000100  NO_DATA: no value at all from the legacy meter yet (driver starting)
 9      0x00000200  INDEX_RESUMED: the seconds index resumed after an unclean stop (it jumped forward)
+10     0x00000400  POWER_FAILURE: start-up after a power failure
+11     0x00000800  MAGNETIC: magnetic manipulation detected
+12     0x00001000  TERMINAL_COVER: the terminal cover was opened
+13     0x00002000  MAIN_COVER: the meter's main cover was opened
 =====  ==========  =====================================================================================
+
+Bits 10..13 are what a real base meter reports about its own hardware. A legacy meter behind BAB does not tell
+BAB any of them, so they are only ever set by the lab meter (``bab sim status METER BIT on``,
+:mod:`bab.sim.control`), which can also force any other bit on or off.
 
 Bits 0..5 are the :class:`bab.reading.ReadingStatus` flags with the same values, so the register status
 (attribute 5 of the 0x8002 registers) is simply the reading's flags, and the status word is the OR of the
@@ -40,6 +48,10 @@ class StatusBit(enum.IntFlag):
     METER_ERROR = 0x20
     NO_DATA = 0x100
     INDEX_RESUMED = 0x200
+    POWER_FAILURE = 0x400
+    MAGNETIC = 0x800
+    TERMINAL_COVER = 0x1000
+    MAIN_COVER = 0x2000
 
 
 _HEALTH_BITS = {
