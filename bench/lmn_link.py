@@ -1,13 +1,18 @@
 """Benchmark of BAB's LMN link (issue: LMN link). Prints figures; asserts nothing.
 
 1. frame codec throughput (encode; receive = split + CRC check), MB/s
-2. CPU share of one core for BAB's LMN path at a sustained 921.6 kbit/s in both directions (target <= 3 %)
+2. CPU share of one core for BAB's LMN path at a sustained 921.6 kbit/s in both directions (target <= 3 %), bare
+   station and (``--sim-wrappers``, the default in the daemon) behind the lab meter's fault wrappers, no fault on
 3. reply latency from a request's last byte to the reply's first byte over a pty, p50/p99 (target p99 <= 2 ms)
 4. broadcast slot hit rate with 10 ms slots while the machine is loaded (target >= 99.9 %)
 5. daemon RSS with 1 and with 8 meters (targets <= 40 MB / <= 60 MB)
 6. time from process start to answering the first broadcast (target <= 1 s)
 
-Run: python bench/lmn_link.py [--quick]
+Items 3-6 run ``bab run``, whose meters always sit behind the lab meter's fault wrappers (bab/sim/); with
+``--fault KIND`` (e.g. ``--fault bad_fcs``) the benchmark's meters run with that fault configured at probability 0,
+so the wrappers check it at every frame but never inject.
+
+Run: python bench/lmn_link.py [--quick] [--fault KIND]
 """
 
 from __future__ import annotations
@@ -82,12 +87,21 @@ class Echo:
         pass
 
 
-def cpu_share() -> None:
+def cpu_share(wrapped: bool = False, fault: str | None = None) -> None:
     """Feed one second's worth of line traffic (92,160 bytes of I frames) to a meter node, which answers with as
-    many bytes; CPU per second of line time = share of one core."""
-    m = MeterStation(b"\x0a\x01BAB\x00\x00\x00\x00\x01", lambda s: Echo())
+    many bytes; CPU per second of line time = share of one core. ``wrapped``: the station and its layers behind
+    the lab meter's fault wrappers (as in the daemon), with ``fault`` on at probability 0 if given."""
+    from bab.sim.catalogue import parse_fault
+    from bab.sim.faults import FaultSet
+    from bab.sim.hdlc import FaultyStation, faulty_layers
+
+    faults = FaultSet("bench", clock=time.monotonic)
+    if fault:
+        faults.install(parse_fault(fault, {"probability": 0.0, **FAULT_PARAMS.get(fault, {})}))
+    layers = faulty_layers(lambda s: Echo(), faults) if wrapped else (lambda s: Echo())
+    m = MeterStation(b"\x0a\x01BAB\x00\x00\x00\x00\x01", layers)
     m.address, m.state = 0x20, StationState.REGISTERED
-    node = LinkNode([m])
+    node = LinkNode([FaultyStation(m, faults) if wrapped else m])
     node.bytes_received(encode_frame(0x20, 1, GATEWAY_ADDRESS, 1, SNRM), 0.0)
     node.transmissions_due(0.0)
     info = bytes(range(256)) * 2  # TLS records of up to 512 bytes (MFL 512) + header
@@ -104,12 +118,23 @@ def cpu_share() -> None:
         for tx in node.transmissions_due(now):
             sent += len(tx.data)
     cpu = (time.process_time() - t) / seconds
-    print(f"2. LMN path CPU at 921.6 kbit/s both ways: {cpu * 100:.2f} % of one core "
+    how = f"fault wrappers installed, {fault + ' at probability 0' if fault else 'no fault on'}" if wrapped \
+        else "bare station"
+    print(f"2. LMN path CPU at 921.6 kbit/s both ways ({how}): {cpu * 100:.2f} % of one core "
           f"({reps * len(frames[0]) / 1000:.0f} kB/s in, {sent / seconds / 1000:.0f} kB/s out)")
 
 
+#: Required parameters of the kinds, for --fault (probability 0: checked at every frame, never injected).
+FAULT_PARAMS = {"late_replies": {"ms": 50}, "rnr": {"seconds": 3600}, "attention": {"object": "1-0:1.8.0"}}
+FAULT: str | None = None
+
+
 def write_config(path: Path, port: str, n: int, state: Path) -> Path:
-    meters = "".join(f'  - id: "1BAB{i:010d}"\n    driver: {{type: simulated}}\n' for i in range(1, n + 1))
+    faults = ""
+    if FAULT:
+        params = ", ".join(f"{k}: {v!r}" for k, v in FAULT_PARAMS.get(FAULT, {}).items())
+        faults = f"    faults: [{{kind: {FAULT}, probability: 0{', ' + params if params else ''}}}]\n"
+    meters = "".join(f'  - id: "1BAB{i:010d}"\n    driver: {{type: simulated}}\n{faults}' for i in range(1, n + 1))
     path.write_text(f"lmn:\n  port: {port}\nstate_dir: {state}\nlog_level: warning\nmeters:\n{meters}")
     return path
 
@@ -245,13 +270,17 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fault", help="run the daemon's meters with this fault kind on at probability 0")
     args = ap.parse_args()
+    global FAULT
+    FAULT = args.fault
     if os.geteuid() == 0:
         # This process plays the gateway, a separate device in reality: keep its clock honest under the load.
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(60))
         print("(bench gateway side runs SCHED_FIFO 60, as independent hardware would)")
     codec_throughput()
     cpu_share()
+    cpu_share(wrapped=True, fault=args.fault)
     with tempfile.TemporaryDirectory() as d:
         for realtime in (False, True):
             if realtime and os.geteuid() != 0:

@@ -221,6 +221,29 @@ steps:
     assert code == 2 and "no such scenario file" in err
 
 
+async def test_a_scenario_from_stdin(daemon, monkeypatch):
+    text = f"steps:\n  - {{at: 0, meter: '{DEMO_ID}', fault: {{kind: silent}}}}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    code, out, err = await cli(daemon, "scenario", "-")
+    assert code == 0 and "1 steps" in out, err
+    for _ in range(200):
+        if "silent" in daemon.meters[0].faults.active:
+            break
+        await asyncio.sleep(0.01)
+    assert "silent" in daemon.meters[0].faults.active
+
+
+def test_a_seconds_index_jump_survives_a_restart(tmp_path):
+    from bab.cosem.seconds_index import SecondsIndex
+
+    idx = SecondsIndex(tmp_path, 0.0, persist_every=60)
+    idx.tick(100.0)
+    idx.jump(5, 101.0)
+    assert idx.value(103.0) == 7
+    again = SecondsIndex(tmp_path, 0.0, persist_every=60)
+    assert 5 <= again.value(0.0) <= 5 + 61  # from the jumped value (plus the safety step of an unclean stop)
+
+
 def test_scenario_outside_a_loop_is_refused():
     with pytest.raises(SimCommandError, match="event loop"):
         SimControl(lambda: [_FakeMeter()]).scenario(f"steps:\n  - {{at: 0, meter: '{DEMO_ID}', clear: all}}\n")

@@ -116,7 +116,7 @@ _KINDS = (
     FaultKind("tls_wrong_cert", TLS, "the meter presents another certificate than the one the gateway pinned",
               {"cert_file": Nullable(Str(), doc="PEM certificate to present (null: a freshly generated one)",
                                      default=None)},
-              tests="the pinned meter certificate is enforced (alert bad_certificate)"),
+              tests="the pinned meter certificate is enforced: the handshake fails"),
     FaultKind("sym_bad_mac", SYM, "the MAC of the meter's SYM answers is wrong",
               tests="a SYM answer that fails its MAC check ends the pairing"),
 )

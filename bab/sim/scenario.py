@@ -30,6 +30,7 @@ from bab.schema import ConfigError, Custom, DictOf, Float, ListOf, Map, Nullable
 from .catalogue import FAULT, KINDS
 
 ACTIONS = ("fault", "clear", "set", "status")
+SECONDS_INDEX = Obis(1, 0, 94, 49, 0, 1)  # settable on any meter (bab.cosem.base_meter.SECONDS_INDEX)
 
 
 def status_bit(value: Any) -> int:
@@ -105,8 +106,6 @@ def schema(meters: Collection[str], simulated: Collection[str]) -> Map:
     return Map(fields={"description": Str(doc="what the scenario tests", default=""),
                        "steps": ListOf(step, min_items=1)})
 
-
-SECONDS_INDEX = Obis(1, 0, 94, 49, 0, 1)
 
 
 def load_scenario(text: str, source: str, meters: Collection[str], simulated: Collection[str]) -> list[Step]:
