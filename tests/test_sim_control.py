@@ -27,7 +27,7 @@ from bab.schema import ConfigError
 from bab.sim.control import SimCommandError, SimControl
 from bab.sim.scenario import load_scenario
 from bab.sml.client import ObjectRequest, SmlClient
-from bab.status import StatusServer, query_socket, query_status
+from bab.status import StatusServer, query_socket, query_status, render_status
 from legacy_drivers.api import DriverContext, Health
 from legacy_drivers.simulated import SimulatedDriver, read_replay
 
@@ -83,6 +83,7 @@ async def test_fault_on_and_off_through_bab_sim_and_counted_in_bab_status(daemon
     assert hits == 5 and "bad_fcs" not in m.faults.active  # the count ran out
     doc = await asyncio.to_thread(query_status, str(daemon.socket_path))
     assert doc["meters"][0]["faults"]["injected"] == {"bad_fcs": 5}
+    assert "faults  active: none; injected: bad_fcs 5" in render_status(doc)
     code, out, _ = await cli(daemon, "fault", DEMO_ID, "rnr", "seconds=3", "--json")
     assert code == 0 and json.loads(out)["fault"]["params"] == {"seconds": 3.0}
     code, out, _ = await cli(daemon, "clear", DEMO_ID)
