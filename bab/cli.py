@@ -245,6 +245,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 reader = secure_reader(say, security, {m.server_id: mk for m in daemon.meters}, **hooks)
             else:
                 print("(wolfSSL binding not built: reading in plain SML; run deploy/setup.sh to build it)")
+        status = None
+        if args.socket:  # bab status / bab sim against the demo
+            from bab.status import StatusServer, StatusServerError
+
+            status = StatusServer(daemon.status, args.socket, commands=daemon.handle_request)
+            try:
+                await status.start()
+            except StatusServerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        if args.scenario:
+            from bab.sim.control import SimCommandError
+
+            try:
+                started = daemon.sim.scenario(args.scenario)
+            except SimCommandError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                if status is not None:
+                    await status.close()
+                return 2
+            print(f"scenario {started['scenario']}: {started['steps']} steps over {started['duration_s']:g} s",
+                  flush=True)
         gateway = SoftwareGateway(cfg.lmn.gateway_timing(), reader=reader, poll_interval=args.poll_interval,
                                   report=say, on_event=console.on_station_event if console else None)
         node = LinkNode([gateway])
@@ -277,6 +299,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await asyncio.gather(*tasks, return_exceptions=True)
             if web is not None:
                 await web.close()
+            if status is not None:
+                await status.close()
         print(f"demo finished: {len(gateway.station.participants)} participant(s), {gateway.polls_done} poll(s)")
         return 0 if gateway.station.participants else 1
 
@@ -520,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     demo.add_argument("--poll-interval", type=float, default=2.0)
     demo.add_argument("--plain", action="store_true", help="no pairing/TLS: read over plain SML (selector 3)")
+    demo.add_argument("--scenario", help="run this lab-meter scenario file against the demo meter (docs/simulator.md)")
+    demo.add_argument("--socket", help="serve the status socket here, for bab status and bab sim --socket")
     demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     demo.add_argument("--http", metavar="HOST:PORT", help="serve the web console and HTTP API here (docs/http-api.md)")
     demo.add_argument("--http-token-file", metavar="FILE",

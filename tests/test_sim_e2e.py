@@ -10,6 +10,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 
 from test_e2e_processes import Gateway, stop
 
@@ -91,3 +92,32 @@ def test_an_injected_fault_carries_the_journald_field_bab_fault(tmp_path):
         assert fields[b"BAB_FAULT"] == b"bad_fcs" and fields[b"BAB_METER_ID"] == METER.encode()
         assert message in fields[b"MESSAGE"]
     assert faults.injected == {"bad_fcs": 3} and not faults.active
+
+
+def test_demo_runs_a_scenario_and_serves_bab_sim(tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text('steps:\n  - {at: 0, meter: "1BAB0012345678", '
+                        'fault: {kind: attention, object: "1-0:1.8.0", code: FE07, count: 1}}\n')
+    sock = tmp_path / "demo.sock"
+    demo = subprocess.Popen([sys.executable, "-m", "bab.cli", "demo", "--plain", "--duration", "5",
+                             "--poll-interval", "0.5", "--scenario", str(scenario), "--socket", str(sock)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        shown = None
+        for _ in range(100):
+            if sock.exists():
+                shown = bab("sim", "show", "--json", "--socket", str(sock))
+                break
+            time.sleep(0.05)
+        out, _ = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert shown is not None and shown.returncode == 0, shown
+    assert json.loads(shown.stdout)["meters"][0]["id"] == "1BAB0012345678"
+    assert "scenario " in out and "attention MEASURING_POINT_UNREACHABLE" in out, out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [{at: 0, meter: x, clear: all}]\n")
+    refused = bab("demo", "--plain", "--duration", "2", "--scenario", str(bad))
+    assert refused.returncode == 2 and "bad.yaml:1: steps[0].meter: unknown meter 'x'" in refused.stderr
