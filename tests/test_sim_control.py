@@ -27,7 +27,7 @@ from bab.schema import ConfigError
 from bab.sim.control import SimCommandError, SimControl
 from bab.sim.scenario import load_scenario
 from bab.sml.client import ObjectRequest, SmlClient
-from bab.status import StatusServer, query_socket, query_status, render_status
+from bab.status import StatusPermissionDenied, StatusServer, query_socket, query_status, render_status
 from legacy_drivers.api import DriverContext, Health
 from legacy_drivers.simulated import SimulatedDriver, read_replay
 
@@ -388,3 +388,17 @@ async def test_reduced_data_set_publishes_only_energy_with_health_reduced():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert {str(r.obis) for r in published} == {"1-0:1.8.0*255"} and health[-1] is Health.REDUCED
+
+
+async def test_a_refused_peer_cannot_send_commands(tmp_path):
+    calls = []
+    path = tmp_path / "locked.sock"
+    server = StatusServer(lambda: {}, path, commands=lambda req: calls.append(req) or {"ok": True},
+                          peer_check=lambda cred: False)
+    await server.start()
+    try:
+        with pytest.raises(StatusPermissionDenied):
+            await asyncio.to_thread(query_socket, str(path), {"command": "sim.clear", "meter": DEMO_ID})
+    finally:
+        await server.close()
+    assert calls == [] and server.refused == 1
