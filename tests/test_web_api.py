@@ -94,7 +94,7 @@ async def test_adapter_status_objects_profile(bench):
     assert status == 200
     objects = {o["obis"]: o for o in m["objects"]}
     assert objects["1-0:16.7.0*255"]["value"] == "432.1" and objects["1-0:1.8.0*255"]["class"] == 0x8002
-    assert m["profile"]["period_s"] == 900 and m["sim"] is False
+    assert m["profile"]["period_s"] == 900 and m["sim"] is True  # every BAB has the lab meter (bab.sim)
     status, svg = await bench.get(f"/api/adapter/meters/{METER}/profile.svg")
     assert status == 200 and svg.startswith("<svg")
     if m["profile"]["entries"]:  # the first capture is due at once (the ring buffer starts at the aligned period)
@@ -133,8 +133,8 @@ async def test_bad_requests_answer_4xx_json_and_change_nothing(bench):
         ("GET", f"/api/gateway/participants/{METER}/plots/pie.svg", None, 404, "no plot"),
         ("GET", "/api/adapter/meters/1BAB0000000999", None, 404, "no meter"),
         ("GET", f"/api/adapter/meters/{METER}/profile.svg?obis=nonsense", None, 400, "malformed OBIS"),
-        ("GET", "/api/adapter/sim", None, 404, "no simulator"),
-        ("POST", "/api/adapter/sim/value", {"meter": METER}, 404, "no simulator"),
+        ("GET", "/api/adapter/sim?meter=1BAB0000000999", None, 400, "no meter '1BAB0000000999'"),
+        ("POST", "/api/adapter/sim/fault", {"meter": METER, "kind": "bad_fc"}, 400, "expected one of"),
         ("GET", "/api/nothing-here", None, 404, "no such endpoint"),
         ("DELETE", "/api/gateway/participants", None, 405, "not allowed"),
         ("GET", "/api/events?since=yesterday", None, 400, "event number"),
@@ -156,6 +156,13 @@ async def test_bad_requests_answer_4xx_json_and_change_nothing(bench):
                                                                         "Content-Type": "application/json"}) as r:
         assert r.status == 413 and "too large" in (await r.json())["error"]
     assert queued == []  # no refused request queued a conversation
+    assert not bench.daemon.meters[0].faults.active  # nor switched a fault on
+    sim, bench.daemon.sim = bench.daemon.sim, None  # a daemon without the lab meter
+    try:
+        status, data = await bench.get("/api/adapter/sim")
+        assert status == 404 and "no simulator" in data["error"]
+    finally:
+        bench.daemon.sim = sim
     _, d = await bench.get(f"/api/gateway/participants/{METER}")
     assert not d["paired"] and d["state"] == "registered"
     assert bench.gateway.station.counters.conversations_failed == 0
@@ -289,6 +296,25 @@ async def test_the_event_stream_delivers_registrations_over_http(tmp_path):
             assert "registration" in kinds
     finally:
         await b.close()
+
+
+async def test_lab_meter_controls_drive_the_real_simulator(bench):
+    """The HTTP API calls bab.sim.control.SimControl (daemon.sim) in-process: faults, values, status bits."""
+    m = bench.daemon.meters[0]
+    status, r = await bench.post("/api/adapter/sim/fault", {"meter": METER, "kind": "bad_fcs",
+                                                            "params": {"probability": 0.5, "count": 3}})
+    assert status == 200 and r["result"]["fault"]["kind"] == "bad_fcs", r
+    assert m.faults.active["bad_fcs"].probability == 0.5 and m.faults.active["bad_fcs"].count == 3
+    status, r = await bench.get(f"/api/adapter/sim?meter={METER}")
+    assert status == 200 and r["result"]["meters"][0]["faults"][0]["kind"] == "bad_fcs"
+    status, r = await bench.post("/api/adapter/sim/status", {"meter": METER, "bit": "MAGNETIC", "on": True})
+    assert status == 200 and m.sml.model.status_word() & 0x800
+    status, r = await bench.post("/api/adapter/sim/value", {"meter": METER, "obis": "1-0:16.7.0", "value": 77})
+    assert status == 200 and r["result"]["value"] == "77"
+    status, r = await bench.post("/api/adapter/sim/fault", {"meter": METER, "kind": "late_replies"})
+    assert status == 400 and "ms: missing required key" in r["error"] and "late_replies" not in m.faults.active
+    status, r = await bench.post("/api/adapter/sim/clear", {"meter": METER})
+    assert status == 200 and r["result"]["cleared"] == ["bad_fcs"] and not m.faults.active
 
 
 async def test_lab_meter_controls_reach_the_simulator(bench):
