@@ -59,7 +59,14 @@ async def test_page_live_registration_read_now_and_adapter_view(tmp_path, browse
         await browser.wait_for(f"document.querySelector('#meters tr[data-meter=\"{METER}\"]')?.cells[1].textContent"
                                " === 'registered'")
         await browser.wait_for("document.querySelectorAll('#ad-objects tbody tr').length > 10")
-        assert await browser.eval("document.getElementById('no-sim').hidden === false")
+        # the lab meter's controls drive the real simulator (bab.sim.control.SimControl, daemon.sim)
+        await browser.wait_for("!document.getElementById('sim').hidden")
+        assert await browser.eval("document.getElementById('no-sim').hidden")
+        await browser.eval("document.getElementById('sim-fault').value = 'dm'")
+        await browser.eval("document.getElementById('sim-params').value = '{\"selector\": 3, \"count\": 1}'")
+        await browser.eval("document.getElementById('sim-fault-on').click()")
+        await browser.wait_for("document.getElementById('sim-result').textContent.startsWith('fault:')")
+        assert bench.daemon.meters[0].faults.active["dm"].params == {"selector": 3}
         # nothing came from elsewhere, and the page weighs what its three files weigh
         resources = await browser.eval("performance.getEntriesByType('resource').map(e => [e.name, "
                                        "e.encodedBodySize, e.initiatorType])")
