@@ -67,6 +67,14 @@ async def test_page_live_registration_read_now_and_adapter_view(tmp_path, browse
         await browser.eval("document.getElementById('sim-fault-on').click()")
         await browser.wait_for("document.getElementById('sim-result').textContent.startsWith('fault:')")
         assert bench.daemon.meters[0].faults.active["dm"].params == {"selector": 3}
+        # ... and the gateway sees it: the next read on the gateway's view is refused with DM, the one after
+        # (the fault's count used up) reads the value again
+        await browser.eval("document.getElementById('gw-result').textContent = ''")
+        await browser.eval("document.getElementById('read-now').click()")
+        refused = await browser.wait_for("(t => /DM/.test(t) && t)(document.getElementById('gw-result').textContent)")
+        assert "432.1" not in refused, refused
+        await browser.eval("document.getElementById('read-now').click()")
+        await browser.wait_for("document.getElementById('gw-result').textContent.includes('432.1 W')")
         # nothing came from elsewhere, and the page weighs what its three files weigh
         resources = await browser.eval("performance.getEntriesByType('resource').map(e => [e.name, "
                                        "e.encodedBodySize, e.initiatorType])")
@@ -105,8 +113,9 @@ async def test_the_page_asks_for_a_configured_token(tmp_path, browser):
 
 
 async def test_lab_meter_controls_on_the_page(tmp_path, browser):
-    """The page's simulator controls send what is typed in (to a recording stand-in: the simulator itself and
-    its effect at the gateway are checked live once it has landed)."""
+    """The page's simulator controls send exactly what is typed in (to a recording stand-in, so that every
+    argument can be compared; the real simulator and its effect at the gateway are driven from the page in
+    test_page_live_registration_read_now_and_adapter_view)."""
     bench = await WebBench(tmp_path).start()
     sim = bench.daemon.sim = RecordingSim()
     try:
