@@ -180,6 +180,22 @@ def test_attention_answers_the_object_with_the_code(tmp_path):
     read_ok(lab)
 
 
+def test_attention_replaces_a_get_list_answer_that_lists_the_object(tmp_path):
+    from bab.sml.client import SmlClient
+
+    lab = Lab(tmp_path)
+    lab.register()
+    lab.fault("attention", object="1-0:1.8.0", code="FE07")
+    client = SmlClient.read_objects(lab.station.server_id, [], full_list=True)
+    assert isinstance(lab.converse(3, client), ev.ConversationDone)
+    (att,) = client.result.attentions
+    assert att.number == AttentionCode.MEASURING_POINT_UNREACHABLE.to_bytes() and energy(client.result) is None
+    lab.faults.clear()
+    client = SmlClient.read_objects(lab.station.server_id, [], full_list=True)
+    assert isinstance(lab.converse(3, client), ev.ConversationDone)
+    assert client.result.attentions == [] and energy(client.result) == Decimal("12345678")
+
+
 def test_bad_sml_crc_is_rejected_by_the_gateway_client(tmp_path):
     lab = Lab(tmp_path)
     lab.register()

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 from bab.hdlc.upper import ServerLayer
-from bab.sml import AttentionRes, GetProcParameterRes, SmlError, decode_file, encode_file, encode_transport
+from bab.sml import AttentionRes, GetListRes, GetProcParameterRes, SmlError, decode_file, encode_file, encode_transport
 from bab.sml.transport import FrameReceived, TransportDecoder
 from bab.sml.types import Tree
 
@@ -74,12 +74,11 @@ class SmlFaults:
         messages = []
         for m in file.messages:
             body = m.body
-            if att is not None and type(body) is GetProcParameterRes and body.parameter_tree_path \
-                    and body.parameter_tree_path[0][:6] == att.params["object"].to_bytes()[:6] \
-                    and self.faults.fire("attention", f"{att.params['object']} answered "
-                                                      f"{att.params['code'].hex().upper()}"):
+            name = _answered_object(body, att.params["object"].to_bytes()[:6]) if att is not None else None
+            if name is not None and self.faults.fire("attention", f"{att.params['object']} answered "
+                                                                  f"{att.params['code'].hex().upper()}"):
                 body = AttentionRes(server_id=body.server_id, attention_no=att.params["code"],
-                                    attention_details=Tree(body.parameter_tree_path[0]))
+                                    attention_details=Tree(name))
             if hasattr(body, "server_id") and getattr(body, "server_id", None):
                 wrong = self.faults.get("wrong_server_id")
                 if wrong is not None:
@@ -88,6 +87,17 @@ class SmlFaults:
                         body = dataclasses.replace(body, server_id=sid)
             messages.append(dataclasses.replace(m, body=body) if body is not m.body else m)
         return encode_file(messages)
+
+
+def _answered_object(body: object, obis: bytes) -> bytes | None:
+    """The full object name of ``obis`` when ``body`` answers it: a GetProcParameter answer for it, or a
+    GetList answer that lists it (a list has no per-entry attention, so the whole answer is replaced)."""
+    if type(body) is GetProcParameterRes and body.parameter_tree_path \
+            and body.parameter_tree_path[0][:6] == obis:
+        return body.parameter_tree_path[0]
+    if type(body) is GetListRes:
+        return next((e.obj_name for e in body.val_list if e.obj_name[:6] == obis), None)
+    return None
 
 
 def faulty_sml(service: Callable[[], ServerLayer | None], faults: FaultSet,
