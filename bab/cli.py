@@ -195,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bab.daemon import Daemon
     from bab.gateway.app import SoftwareGateway
     from bab.gateway.readers import default_reader
-    from bab.lmn.asyncbus import AsyncBus
+    from bab.lmn.asyncbus import AsyncBus, BusLink
     from bab.lmn.node import LinkNode
     from bab.lmn.runner import NodeRunner
 
@@ -284,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             web = await _start_http(http, gateway=console, adapter=AdapterConsole(daemon, hub=console.hub))
             if web is None:
                 return 1
-        link = _BusLink(bus, "bab")
+        link = BusLink(bus, "bab")
         print(f"BAB demo: {len(cfg.meters)} simulated meter(s) ({', '.join(str(m.id) for m in cfg.meters)}) "
               "and the software gateway on an in-memory RS-485 bus at 921600 bit/s. Ctrl-C stops.", flush=True)
         tasks = [asyncio.create_task(daemon.run(link)), asyncio.create_task(gw_runner.run())]
@@ -305,23 +305,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0 if gateway.station.participants else 1
 
     return _run_async(main)
-
-
-class _BusLink:
-    """A daemon link on an in-memory AsyncBus."""
-
-    def __init__(self, bus, name: str) -> None:
-        self.bus, self.name, self.port = bus, name, None
-
-    def open(self, on_data, on_lost=None) -> None:
-        self.port = self.bus.attach(self.name, lambda data, t: on_data(data))
-
-    def write(self, data: bytes) -> None:
-        self.port.write(data)
-
-    def close(self) -> None:
-        if self.port is not None:
-            self.bus.detach(self.port)
 
 
 # --- bab gateway --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from bab.gateway.app import SoftwareGateway
 from bab.gateway.readers import secure_reader
 from bab.gateway.security import GatewaySecurity
 from bab.hdlc.timing import GatewayTiming
-from bab.lmn.asyncbus import AsyncBus
+from bab.lmn.asyncbus import AsyncBus, BusLink
 from bab.lmn.node import LinkNode
 from bab.lmn.runner import NodeRunner
 from bab.web.adapter_console import AdapterConsole
@@ -26,21 +26,6 @@ from bab.web.server import HttpServer, build_app
 
 FAST = GatewayTiming(broadcast_period=1.0, broadcast_period_empty=0.3, check_period=1.0, missed_checks=3)
 METER = "1BAB0012345678"
-
-
-class _Link:
-    def __init__(self, bus: AsyncBus, name: str) -> None:
-        self.bus, self.name, self.port = bus, name, None
-
-    def open(self, on_data, on_lost=None) -> None:
-        self.port = self.bus.attach(self.name, lambda data, t: on_data(data))
-
-    def write(self, data: bytes) -> None:
-        self.port.write(data)
-
-    def close(self) -> None:
-        if self.port is not None:
-            self.bus.detach(self.port)
 
 
 class WebBench:
@@ -86,7 +71,7 @@ class WebBench:
         return self
 
     def start_meter(self) -> None:
-        self.tasks.append(asyncio.create_task(self.daemon.run(_Link(self.bus, "bab"))))
+        self.tasks.append(asyncio.create_task(self.daemon.run(BusLink(self.bus, "bab"))))
 
     @property
     def url(self) -> str:

@@ -59,3 +59,25 @@ class AsyncBusPort:
 
     def write(self, data: bytes) -> None:
         self.owner._transmit(self.port, data)
+
+
+class BusLink:
+    """The daemon's LMN link (``open``/``write``/``close``, like its serial link) on a port of an
+    :class:`AsyncBus`: how ``bab demo`` and the tests run a daemon on an in-memory bus."""
+
+    def __init__(self, bus: AsyncBus, name: str) -> None:
+        self.bus, self.name = bus, name
+        self.port: AsyncBusPort | None = None
+
+    def open(self, on_data: Callable[[bytes], None], on_lost: Callable[..., None] | None = None) -> None:
+        self.port = self.bus.attach(self.name, lambda data, t: on_data(data))
+
+    def write(self, data: bytes) -> None:
+        if self.port is not None:
+            self.port.write(data)
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.bus.detach(self.port)
+            self.port = None
+

@@ -17,42 +17,26 @@ from bab.sml import AttentionRes, GetListRes, GetProcParameterRes, SmlError, dec
 from bab.sml.transport import FrameReceived, TransportDecoder
 from bab.sml.types import Tree
 
+from .answers import DRAIN, AnswerRewriter
 from .catalogue import SML
 from .faults import FaultSet
 
-_DRAIN = 1 << 16
 
-
-class SmlFaults:
+class SmlFaults(AnswerRewriter):
     """One SML server connection with the meter's SML faults applied to its answer files."""
 
+    layer = SML
+
     def __init__(self, inner: ServerLayer, faults: FaultSet, server_id: bytes) -> None:
-        self.inner = inner
-        self.faults = faults
+        super().__init__(inner, faults)
         self.server_id = server_id
-        self._out = bytearray()
         self._decoder = TransportDecoder()
 
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
-    def data_to_send(self, max_size: int) -> bytes:
-        if SML in self.faults.on:
-            while chunk := self.inner.data_to_send(_DRAIN):
-                for event in self._decoder.feed(chunk):
-                    if isinstance(event, FrameReceived):
-                        self._out += self._alter(event.payload)
-        if self._out:
-            chunk = bytes(self._out[:max_size])
-            del self._out[:max_size]
-            return chunk
-        return self.inner.data_to_send(max_size)
-
-    def is_busy(self) -> bool:
-        return self.inner.is_busy()
-
-    def connection_lost(self) -> None:
-        self.inner.connection_lost()
+    def _collect(self) -> None:
+        while chunk := self.inner.data_to_send(DRAIN):
+            for event in self._decoder.feed(chunk):
+                if isinstance(event, FrameReceived):
+                    self._out += self._alter(event.payload)
 
     def _alter(self, payload: bytes) -> bytes:
         f = self.faults

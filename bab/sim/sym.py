@@ -8,37 +8,19 @@ engine and its persisted state are not changed.
 
 from __future__ import annotations
 
-from bab.hdlc.upper import ServerLayer
-
+from .answers import DRAIN, AnswerRewriter
 from .catalogue import SYM
-from .faults import FaultSet
-
-_DRAIN = 1 << 16
 
 
-class SymFaults:
-    def __init__(self, inner: ServerLayer, faults: FaultSet) -> None:
-        self.inner = inner
-        self.faults = faults
-        self._out = bytearray()
+class SymFaults(AnswerRewriter):
+    """The meter's SYM layer with ``sym_bad_mac`` applied to its answers."""
 
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
+    layer = SYM
 
-    def data_to_send(self, max_size: int) -> bytes:
-        if SYM in self.faults.on and not self._out:
-            answer = self.inner.data_to_send(_DRAIN)
-            if answer and self.faults.fire("sym_bad_mac", f"SYM answer 0x{answer[0]:02x} with a wrong MAC"):
-                answer = answer[:-1] + bytes((answer[-1] ^ 0xFF,))
-            self._out += answer
+    def _collect(self) -> None:
         if self._out:
-            chunk = bytes(self._out[:max_size])
-            del self._out[:max_size]
-            return chunk
-        return self.inner.data_to_send(max_size)
-
-    def is_busy(self) -> bool:
-        return self.inner.is_busy()
-
-    def connection_lost(self) -> None:
-        self.inner.connection_lost()
+            return
+        answer = self.inner.data_to_send(DRAIN)
+        if answer and self.faults.fire("sym_bad_mac", f"SYM answer 0x{answer[0]:02x} with a wrong MAC"):
+            answer = answer[:-1] + bytes((answer[-1] ^ 0xFF,))
+        self._out += answer
