@@ -70,6 +70,7 @@ def test_registration_and_presence_checks(tmp_path) -> None:
         _check_wire(s)
         log = s.bab.log()
     assert log.count("registered at LMN address") == 1, log
+    assert "missed its slot" not in log, log
     assert "unregistered" not in log.lower() or "not in the gateway" not in log
 
 

@@ -270,9 +270,14 @@ class MeterStation:
         if self.state is StationState.PENDING:
             self._set_registered(self.address)
         record = ParticipantRecord.for_meter(self.address, mine.slot, self.server_id)
-        self._schedule_slot_reply(BroadcastService.ADDRESS_CHECK, record, t_end)
+        last = mine.slot >= max(r.slot for r in records)  # no reply follows: the spare slot is free for it
+        self._schedule_slot_reply(BroadcastService.ADDRESS_CHECK, record, t_end, last=last)
 
-    def _schedule_slot_reply(self, service: int, record: ParticipantRecord, t_end: float) -> None:
+    def _schedule_slot_reply(self, service: int, record: ParticipantRecord, t_end: float, *,
+                             last: bool = False) -> None:
+        """Queue the reply in ``record.slot``. It may run into the guard time of its slot; a reply in the
+        last listed slot of a presence check may also run into the spare slot that ends the gateway's listen
+        window (``SlotTiming.listen_window``), where no other meter answers."""
         assert self.address is not None
         data = encode_frame(GATEWAY_ADDRESS, service, self.address, service, UI, record.encode())
         slots = self.timing.slots
@@ -280,8 +285,8 @@ class MeterStation:
         at = begin + slots.reply_offset
         self._tx = [t for t in self._tx if t.deadline is None]  # a newer broadcast supersedes a pending reply
         airtime = wire_time(len(data))
-        self._tx.append(Transmission(at, data, deadline=begin + slots.slot_period - airtime,
-                                     window_end=begin + slots.reply_window - airtime))
+        end = begin + slots.slot_period + (slots.reply_window if last else 0.0)
+        self._tx.append(Transmission(at, data, deadline=end - airtime, window_end=begin + slots.reply_window - airtime))
         self._pending_slot = _Slot(record.slot, t_end)
         self.counters.slot_replies += 1
 
