@@ -72,11 +72,21 @@ def library_version() -> str:
     return str(ffi.string(lib_.wolfSSL_lib_version()).decode())
 
 
+def as_unsigned_long(code: int, width: int | None = None) -> int:
+    """``code`` (a negative wolfSSL error code) as the C ``unsigned long`` that ``wolfSSL_ERR_error_string_n``
+    takes: two's complement in ``width`` bytes, by default the platform's ``sizeof(unsigned long)``
+    (8 on x86-64/arm64, 4 on 32-bit ARM: a 64-bit value there raised OverflowError in cffi)."""
+    if width is None:
+        ffi_, _ = require()
+        width = int(ffi_.sizeof("unsigned long"))
+    return code % (1 << (8 * width))
+
+
 def error_string(code: int) -> str:
     """wolfSSL's text for an error code (``-313`` -> ``revcd alert fatal error``...)."""
     ffi_, lib_ = require()
     buf = ffi_.new("char[]", 160)
-    lib_.wolfSSL_ERR_error_string_n(code % (1 << 64), buf, 160)
+    lib_.wolfSSL_ERR_error_string_n(as_unsigned_long(code, int(ffi_.sizeof("unsigned long"))), buf, 160)
     text = ffi_.string(buf).decode(errors="replace")
     # "error:-313:revcd alert fatal error" style -> keep the words
     return text.rsplit(":", 1)[-1].strip() or f"wolfSSL error {code}"
