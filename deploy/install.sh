@@ -178,10 +178,10 @@ install_venv() {
     log "installing BAB from $SRC into $OPT (a local directory is always rebuilt and reinstalled)"
     "$OPT/bin/python" -m pip install -q --upgrade pip
     "$OPT/bin/python" -m pip install -q --upgrade "$SRC"
-    # The wolfSSL binding is compiled on the target (cffi API mode); TLS reports clearly if it is missing.
-    if "$OPT/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("bab.tls.build_wolfssl") is None)' 2>/dev/null; then
-        (cd /tmp && "$OPT/bin/python" -m bab.tls.build_wolfssl) || log "warning: wolfSSL binding not built (TLS disabled)"
-    fi
+    # pip compiled the wolfSSL binding as part of the package build (it fails naming libwolfssl-dev if it
+    # cannot); check that it loads, as `bab run` refuses to start without it.
+    "$OPT/bin/python" -c 'from bab.tls import wolfssl_binding as w; w.require()' \
+        || die "BAB's wolfSSL binding does not load (see above)"
 }
 
 restart_service() {

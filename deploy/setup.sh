@@ -72,9 +72,10 @@ make_venv() {
         fi
         touch "$stamp"
     fi
-    # Build the wolfSSL binding when the library is there (the TLS layer reports clearly if it is not).
+    # pip install compiles the wolfSSL binding (setup.py cffi_modules); this rebuilds it in place when the
+    # binding's source changed since (it is a no-op otherwise). Without it BAB refuses to start.
     if [ -f bab/tls/build_wolfssl.py ]; then
-        "$venv/bin/python" -m bab.tls.build_wolfssl >/dev/null || log "wolfSSL binding not built (TLS disabled)"
+        "$venv/bin/python" -m bab.tls.build_wolfssl >/dev/null || { log "error: the wolfSSL binding cannot be built"; exit 1; }
     fi
 }
 

@@ -16,8 +16,9 @@ from typing import Any
 from bab.tls.errors import TlsUnavailable
 
 INSTALL_HINT = (
-    "install the system library and build the binding: apt-get install libwolfssl-dev gcc python3-dev; "
-    "python -m bab.tls.build_wolfssl"
+    "BAB's package build compiles the binding (pip install . or the Debian package bab); at run time it needs "
+    "wolfSSL's library, the Debian package libwolfssl35. In a development checkout: "
+    "apt-get install libwolfssl-dev gcc python3-dev libffi-dev; python -m bab.tls.build_wolfssl"
 )
 
 try:
