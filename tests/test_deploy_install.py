@@ -197,7 +197,7 @@ def test_example_config_is_valid() -> None:
             config.loads(f"lmn: {{port: /dev/bab-lmn}}\nmeters:\n{block}\n", f"example {driver_type} meter")
 
 
-@pytest.mark.parametrize("script", ["deploy/install.sh", "deploy/firstboot/bab-firstboot.sh",
+@pytest.mark.parametrize("script", ["deploy/install.sh", "deploy/firstboot/bab-firstboot.sh", "deploy/build-deb.sh",
                                     "deploy/firstboot/prepare-boot.sh"])
 def test_shellcheck(script: str) -> None:
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
