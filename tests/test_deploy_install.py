@@ -198,6 +198,7 @@ def test_example_config_is_valid() -> None:
 
 
 @pytest.mark.parametrize("script", ["deploy/install.sh", "deploy/firstboot/bab-firstboot.sh", "deploy/build-deb.sh",
+                                    "deploy/build-bundle.sh", "deploy/bundle/install-offline.sh",
                                     "deploy/firstboot/prepare-boot.sh"])
 def test_shellcheck(script: str) -> None:
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
