@@ -35,7 +35,7 @@ opts=(-o "Dir::Etc::SourceList=$dir/apt/sources.list" -o "Dir::Etc::SourceParts=
       -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache::archives=$dir/apt/archives"
       -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=" -o "Acquire::Languages=none"
       -o "APT::Sandbox::User=root" -o "APT::Install-Recommends=false")
-log "installing BAB $(sed -n 's/^Version: //p' "$dir/VERSION" 2>/dev/null || true)from $src ($arch, $(find "$dir/debs" -name '*.deb' | wc -l) packages, offline)"
+log "installing BAB $(sed -n 's/^Version: //p' "$dir/VERSION" 2>/dev/null || true) from $src ($arch, $(find "$dir/debs" -name '*.deb' | wc -l) packages, offline)"
 apt-get "${opts[@]}" -qq update || die "apt cannot read the bundle"
 DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -q bab || die "apt could not install bab from the bundle"
 dpkg-query -W -f='${Status} ${Version}\n' bab | grep -q "install ok installed" || die "bab is not installed"
