@@ -201,8 +201,8 @@ YAML
         in_root "$work" /bin/sh -c "cd /opt/bab-tests && python3 -m pytest -q -p no:cacheprovider -o addopts='' -m 'not slow and not interop and not testssl' $tests_flat" \
             >"$CACHE/tests-$arch.log" 2>&1 || true
         FIG[$arch.tests_s]=$(( $(date +%s) - start ))
-        FIG[$arch.tests]=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed|error)' "$CACHE/tests-$arch.log" | tail -n 1 | tr -d '=' | sed 's/^ *//')
-        FIG[$arch.failed]=$(grep -E '^(FAILED|ERROR) ' "$CACHE/tests-$arch.log" | cut -d' ' -f2 | cut -d'[' -f1 | sort | uniq -c | sort -rn | awk '{ printf "%s (%d) ", $2, $1 }')
+        FIG[$arch.tests]=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed|error)' "$CACHE/tests-$arch.log" | tail -n 1 | tr -d '=' | sed 's/^ *//' || true)
+        FIG[$arch.failed]=$(grep -E '^(FAILED|ERROR) ' "$CACHE/tests-$arch.log" | cut -d' ' -f2 | cut -d'[' -f1 | sort | uniq -c | sort -rn | awk '{ printf "%s (%d) ", $2, $1 }' || true)
     fi
 }
 
