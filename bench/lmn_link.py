@@ -169,8 +169,11 @@ class CpuCgroup:
             raise RuntimeError("no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2) found")
 
     def enter(self) -> None:
-        """Move the calling process into the cgroup (a ``preexec_fn``: the daemon starts throttled)."""
-        (self.path / "cgroup.procs").write_text("0")
+        """Move the calling process into the cgroup (a ``preexec_fn``: the daemon starts throttled). It leaves
+        the gateway side's SCHED_FIFO first: the CFS quota throttles normal tasks, and an RT task cannot
+        join a group without an RT budget."""
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
     def throttled(self) -> int:
         for line in (self.path / "cpu.stat").read_text().splitlines():
