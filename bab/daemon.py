@@ -282,11 +282,11 @@ class _TtyWatcher:
             monitor = pyudev.Monitor.from_netlink(pyudev.Context())
             monitor.filter_by("tty")
 
-            def event(action: str, device: object) -> None:
-                if action == "add":
+            def event(device: pyudev.Device) -> None:
+                if device.action == "add":
                     self._wake()
 
-            self._observer = pyudev.MonitorObserver(monitor, event, name="bab udev tty")
+            self._observer = pyudev.MonitorObserver(monitor, callback=event, name="bab udev tty")
             self._observer.start()
         except Exception as exc:  # no udev (container, chroot): retries only
             log.debug("no udev monitor for the LMN port (%s); retrying on a timer only", exc)
