@@ -39,6 +39,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$ARCH" ] || usage 2
+if ! command -v dpkg-scanpackages >/dev/null; then
+    log "installing dpkg-dev (dpkg-scanpackages)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null
+fi
 mkdir -p "$OUT" "$CACHE"
 OUT=$(cd "$OUT" && pwd)
 CACHE=$(cd "$CACHE" && pwd)

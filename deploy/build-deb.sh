@@ -51,7 +51,7 @@ case "$ARCH" in
 esac
 if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then CC_PKG=(gcc libc6-dev); else CC_PKG=("gcc-$TRIPLET" "libc6-dev-$ARCH-cross"); fi
 CC="$TRIPLET-gcc"
-APT_PACKAGES=(dpkg-dev "${CC_PKG[@]}")
+APT_PACKAGES=("${CC_PKG[@]}")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
