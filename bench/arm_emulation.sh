@@ -172,6 +172,8 @@ YAML
     FIG[$arch.installed]=$(in_root "$work" dpkg-query -W -f='${Version}' bab 2>/dev/null || echo none)
     FIG[$arch.enabled]=$(in_root "$work" systemctl is-enabled bab.service 2>/dev/null || true)
     FIG[$arch.pkgs_installed]=$(grep -c '^Unpacking ' "$CACHE/install-$arch.log" || true)
+    FIG[$arch.user]=$(in_root "$work" id -nG bab 2>/dev/null | tr ' ' ',' || echo none)
+    FIG[$arch.modes]=$(in_root "$work" stat -c '%a %U:%G' /etc/bab /etc/bab/bab.yaml /var/lib/bab 2>/dev/null | tr '\n' ';' || true)
     log "$arch: install ${FIG[$arch.install]} in ${FIG[$arch.install_s]} s (log: $CACHE/install-$arch.log)"
     [ "${FIG[$arch.install]}" = ok ] || return 0
 
@@ -211,10 +213,10 @@ for a in "${ARCHES[@]}"; do run_arch "$a"; done
 
 echo
 echo "BAB on emulated ARM (qemu-user-static, nice 15, Debian bookworm roots, network off)"
-printf '%-28s' ""; for a in "${ARCHES[@]}"; do printf '%-26s' "$a"; done; echo
+printf '%-28s' ""; for a in "${ARCHES[@]}"; do printf '%-34s' "$a"; done; echo
 row() {
     printf '%-28s' "$1"
-    for a in "${ARCHES[@]}"; do printf '%-26s' "${FIG[$a.$2]:--}"; done
+    for a in "${ARCHES[@]}"; do printf '%-34s' "${FIG[$a.$2]:--}"; done
     echo
 }
 row "bundle size (KiB)" bundle_kib
@@ -225,6 +227,8 @@ row "install time (s)" install_s
 row "packages unpacked" pkgs_installed
 row "bab version installed" installed
 row "bab.service" enabled
+row "user bab, groups" user
+row "/etc/bab;bab.yaml;/var/lib/bab" modes
 row "demo exit status" demo_rc
 row "demo: registered" demo_registered
 row "demo: paired (SYM)" demo_paired
