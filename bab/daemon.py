@@ -29,6 +29,20 @@ from bab.transport import PortTransport
 log = logging.getLogger("bab.daemon")
 
 
+_HASH_MODULUS = 2**61 - 1  # CPython's numeric hash modulus on 64-bit platforms
+
+
+def seed_from(u: float) -> int:
+    """The integer seed that ``random.Random(u)`` uses for a float on 64-bit CPython (``hash(u)``).
+
+    Seeding with the float itself goes through ``hash()``, whose modulus is 2**31 - 1 on 32-bit platforms
+    (armhf): the same ``random_seed`` then chose other LMN addresses there, and a recorded session no longer
+    replayed. This integer gives every platform the 64-bit platforms' choices (for 0 <= u < 1).
+    """
+    num, den = u.as_integer_ratio()
+    return num * pow(den, -1, _HASH_MODULUS) % _HASH_MODULUS
+
+
 class Link(Protocol):
     """A byte link towards the gateway (PortTransport, or a virtual bus port)."""
 
@@ -66,7 +80,7 @@ class Daemon:
         stations = lambda: [m.station for m in self.meters]  # noqa: E731
         for mc in self.config.meters:
             self.meters.append(MeterRuntime(mc, self.config.lmn, self.config.state_dir, clock=loop.time,
-                                            rng=random.Random(self.rng.random()), siblings=stations,
+                                            rng=random.Random(seed_from(self.rng.random())), siblings=stations,
                                             writer=self.writer))
 
     def _on_step(self, now: float) -> None:

@@ -195,8 +195,8 @@ YAML
         echo "deb [trusted=yes] file:/opt/testdebs ./" >"$work/opt/testdebs/apt/sources.list"
         in_root "$work" /bin/sh -c 'o="-o Dir::Etc::SourceList=/opt/testdebs/apt/sources.list -o Dir::Etc::SourceParts=/opt/testdebs/apt/parts -o Dir::State::Lists=/opt/testdebs/apt/lists -o APT::Sandbox::User=root -o Acquire::Languages=none"; apt-get $o -qq update && DEBIAN_FRONTEND=noninteractive apt-get $o install -y -qq --no-install-recommends python3-pytest python3-pytest-asyncio python3-hypothesis' \
             >"$CACHE/testtools-$arch.log" 2>&1 || die "test tools not installed: $CACHE/testtools-$arch.log"
-        # The tests and pytest's configuration, not BAB's source: the installed package is what is tested.
-        cp -a "$here/tests" "$here/pyproject.toml" "$work/opt/bab-tests/"
+        # The tests, the docs they check and pytest's configuration, not BAB's source: the installed package is tested.
+        cp -a "$here/tests" "$here/docs" "$here/pyproject.toml" "$work/opt/bab-tests/"
         start=$(date +%s)
         local tests_flat
         tests_flat=$(tr '\n' ' ' <<<"$TESTS")
