@@ -228,7 +228,7 @@ row "packages unpacked" pkgs_installed
 row "bab version installed" installed
 row "bab.service" enabled
 row "user bab, groups" user
-row "/etc/bab;bab.yaml;/var/lib/bab" modes
+row "modes etc/bab;yaml;var/lib" modes
 row "demo exit status" demo_rc
 row "demo: registered" demo_registered
 row "demo: paired (SYM)" demo_paired
