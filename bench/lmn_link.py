@@ -17,12 +17,14 @@ Run: python bench/lmn_link.py [--quick] [--fault KIND]
 stand-in for a slow Pi such as the Zero 2; needs root): cgroup v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``
 or v2 ``cpu.max``, quota 1 ms per period of 1 ms / share (1 ms is the kernel's smallest quota), and reports
 per step: start to first broadcast answer, control-frame reply latency p99 and the slot hit rate (8 meters,
-no load besides the throttle).
+no load besides the throttle). With ``--cgroup-rt`` the daemon runs SCHED_FIFO as bab.service does, limited by
+the group's RT budget (``cpu.rt_runtime_us`` per ``cpu.rt_period_us``) instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import select
@@ -150,11 +152,23 @@ class CpuCgroup:
     V1 = Path("/sys/fs/cgroup/cpu")
     V2 = Path("/sys/fs/cgroup")
 
-    def __init__(self, share: float, name: str = "bab-bench") -> None:
+    def __init__(self, share: float, name: str = "bab-bench", realtime: bool = False) -> None:
         self.share = share
+        self.realtime = realtime
         self.quota_us = 1000  # the kernel's smallest quota
         self.period_us = round(self.quota_us / share)
-        if (self.V1 / "cpu.cfs_quota_us").exists():
+        if realtime:
+            # SCHED_FIFO, as bab.service runs it: CFS quotas do not apply to RT tasks, the group's RT budget does
+            if not (self.V1 / "cpu.rt_runtime_us").exists():
+                raise RuntimeError("no cgroup v1 RT bandwidth control (cpu.rt_runtime_us)")
+            self.path = self.V1 / f"{name}-rt-{os.getpid()}-{round(share * 100)}"
+            self.path.mkdir(exist_ok=True)
+            # a group's RT budget cannot exceed its parent's (the root's 95 %): "100 %" is 95 % here
+            self.quota_us = min(self.quota_us, self.period_us * 95 // 100)
+            (self.path / "cpu.rt_period_us").write_text(str(self.period_us))
+            (self.path / "cpu.rt_runtime_us").write_text(str(self.quota_us))
+            self.kind = "v1 cpu.rt_runtime_us, SCHED_FIFO 50"
+        elif (self.V1 / "cpu.cfs_quota_us").exists():
             self.path = self.V1 / f"{name}-{os.getpid()}"
             self.path.mkdir(exist_ok=True)
             (self.path / "cpu.cfs_period_us").write_text(str(self.period_us))
@@ -174,6 +188,8 @@ class CpuCgroup:
         join a group without an RT budget."""
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        if self.realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
 
     def throttled(self) -> int:
         for line in (self.path / "cpu.stat").read_text().splitlines():
@@ -182,6 +198,9 @@ class CpuCgroup:
         return 0
 
     def remove(self) -> None:
+        if self.realtime:  # give the RT budget back at once (the next step's group needs it)
+            with contextlib.suppress(OSError):
+                (self.path / "cpu.rt_runtime_us").write_text("0")
         for _ in range(50):
             try:
                 self.path.rmdir()
@@ -338,12 +357,12 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool, cgroup: CpuCgroup | No
         gw.close()
 
 
-def throttled_steps(shares: list[float], quick: bool) -> None:
+def throttled_steps(shares: list[float], quick: bool, realtime: bool = False) -> None:
     """The daemon in a CPU-throttled cgroup at each share of one core: the figures per step, then a table."""
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for share in shares:
-            cg = CpuCgroup(share)
+            cg = CpuCgroup(share, realtime=realtime)
             print(f"--- {share * 100:.0f} % of one core ({cg.kind}: quota {cg.quota_us} us per {cg.period_us} us)")
             try:
                 lat = first_broadcast_and_latency(Path(d) / f"c{share}", quick, False, cg)
@@ -364,6 +383,8 @@ def main() -> None:
     ap.add_argument("--fault", help="run the daemon's meters with this fault kind on at probability 0")
     ap.add_argument("--cgroup-cpu", metavar="PCT,PCT,...",
                     help="run the daemon throttled to these percentages of one core (e.g. 100,50,25; root)")
+    ap.add_argument("--cgroup-rt", action="store_true",
+                    help="with --cgroup-cpu: the daemon SCHED_FIFO (as bab.service), throttled by the RT budget")
     args = ap.parse_args()
     global FAULT
     FAULT = args.fault
@@ -371,7 +392,7 @@ def main() -> None:
         if os.geteuid() != 0:
             sys.exit("--cgroup-cpu needs root (cgroups)")
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(60))  # the gateway side: independent hardware
-        throttled_steps([float(p) / 100 for p in args.cgroup_cpu.split(",")], args.quick)
+        throttled_steps([float(p) / 100 for p in args.cgroup_cpu.split(",")], args.quick, args.cgroup_rt)
         return
     if os.geteuid() == 0:
         # This process plays the gateway, a separate device in reality: keep its clock honest under the load.
