@@ -13,6 +13,7 @@ Items 3-6 run ``bab run``, whose meters always sit behind the lab meter's fault 
 so the wrappers check it at every frame but never inject.
 
 Run: python bench/lmn_link.py [--quick] [--fault KIND]
+
 ``--cgroup-cpu 100,50,25`` instead runs the daemon in a CPU-throttled cgroup at each share of one core (a
 stand-in for a slow Pi such as the Zero 2; needs root): cgroup v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``
 or v2 ``cpu.max``, quota 1 ms per period of 1 ms / share (1 ms is the kernel's smallest quota), and reports
