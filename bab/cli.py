@@ -126,10 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         watchdog = asyncio.create_task(watchdog_keepalive(notifier))
 
         def ready() -> None:
-            notifier.ready(status=f"serving {len(daemon.meters)} meter(s) on {cfg.lmn.port}")
+            # Ready once the meters run, whether or not the LMN port is there yet: a missing USB-RS485 adapter
+            # is waited for (and reported), not a failed start that systemd would restart in a loop.
+            notifier.ready()
 
         try:
-            await daemon.run(ready=ready)
+            await daemon.run(ready=ready, on_port=notifier.status)
         except (TransportError, ConnectionError) as exc:
             log.error("%s", exc)
             return 1

@@ -10,7 +10,9 @@ The keep-alive is sent from the asyncio event loop itself (:func:`watchdog_keepa
 so a blocked or spinning loop stops pinging and systemd restarts the service.
 
 Without ``$NOTIFY_SOCKET`` (started by hand, in tests, in ``bab demo``) every call is a cheap no-op.
-Sending never raises: a lost notification must not stop the meter.
+Sending never raises and never blocks: the socket is non-blocking, so a service manager that stops reading
+(its queue of ~10 datagrams full, a slow PID 1) cannot stall the event loop and with it the LMN slot timing.
+A datagram that does not fit is dropped and counted (:attr:`Notifier.dropped`), logged once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Notifier:
             log.warning("ignoring NOTIFY_SOCKET %r: neither a path nor an abstract name", address)
         self._sock: socket.socket | None = None
         self._warned = False
+        self._warned_full = False
+        self.dropped = 0
+        """Datagrams dropped because the receiver's queue was full (it did not read)."""
 
     @property
     def enabled(self) -> bool:
@@ -59,8 +64,16 @@ class Notifier:
         data = "\n".join(fields).encode()
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock = socket.socket(socket.AF_UNIX,
+                                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             self._sock.sendto(data, self._address)
+        except BlockingIOError:
+            self.dropped += 1
+            if not self._warned_full:
+                log.warning("sd_notify to %r: the receiver's queue is full; dropping notifications "
+                            "(counted, logged once)", self._address)
+                self._warned_full = True
+            return False
         except OSError as exc:
             if not self._warned:  # once: the watchdog would otherwise flood the journal
                 log.warning("sd_notify to %r failed: %s", self._address, exc)

@@ -493,6 +493,13 @@ def startup_problems(config: Any) -> list[str]:
     """Why BAB must not start with this configuration's key material (empty: fine). The daemon logs each line
     and exits with 78 (EX_CONFIG) when there is any."""
     problems: list[str] = []
+    from bab.tls import wolfssl_binding
+    from bab.tls.errors import TlsUnavailable
+
+    try:
+        wolfssl_binding.require()
+    except TlsUnavailable as exc:  # a meter without selector 1 cannot be commissioned by any gateway
+        problems.append(f"TLS (selector 1) is unavailable: {exc}")
     for meter in config.meters:
         try:
             sec = security_for(config, meter)

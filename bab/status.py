@@ -471,8 +471,12 @@ def render_status(doc: Mapping[str, Any]) -> str:
                  f"up {_age(up).removesuffix(' ago') if up is not None else '-'}")
     lmn = doc.get("lmn") or {}
     if lmn:
-        port_state = {True: "open", False: "CLOSED"}.get(lmn.get("port_open"), "-")
-        lines.append(f"LMN port {_fmt(lmn.get('port'))} @ {_fmt(lmn.get('baudrate'))} baud: {port_state}")
+        if lmn.get("port_open") is False and lmn.get("port_error"):
+            lines.append(f"LMN port missing: {_fmt(lmn.get('port'))} ({lmn['port_error']}); "
+                         f"retries {_fmt(lmn.get('port_retries'))}, lost {_fmt(lmn.get('port_losses'))} times")
+        else:
+            port_state = {True: "open", False: "CLOSED"}.get(lmn.get("port_open"), "-")
+            lines.append(f"LMN port {_fmt(lmn.get('port'))} @ {_fmt(lmn.get('baudrate'))} baud: {port_state}")
     meters = doc.get("meters") or []
     if not meters:
         lines.append("no meters configured")

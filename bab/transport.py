@@ -50,6 +50,7 @@ class PortTransport:
         if on_lost is not None:
             self.on_lost = on_lost
         self._loop = asyncio.get_running_loop()
+        self._closing = False  # a closed transport can be opened again (the LMN port returning)
         try:
             ser = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0, write_timeout=2,
                                         **self.serial_args)

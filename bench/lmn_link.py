@@ -13,11 +13,19 @@ Items 3-6 run ``bab run``, whose meters always sit behind the lab meter's fault 
 so the wrappers check it at every frame but never inject.
 
 Run: python bench/lmn_link.py [--quick] [--fault KIND]
+
+``--cgroup-cpu 100,50,25`` instead runs the daemon in a CPU-throttled cgroup at each share of one core (a
+stand-in for a slow Pi such as the Zero 2; needs root): cgroup v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``
+or v2 ``cpu.max``, quota 1 ms per period of 1 ms / share (1 ms is the kernel's smallest quota), and reports
+per step: start to first broadcast answer, control-frame reply latency p99 and the slot hit rate (8 meters,
+no load besides the throttle). With ``--cgroup-rt`` the daemon runs SCHED_FIFO as bab.service does, limited by
+the group's RT budget (``cpu.rt_runtime_us`` per ``cpu.rt_period_us``) instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import select
@@ -139,10 +147,73 @@ def write_config(path: Path, port: str, n: int, state: Path) -> Path:
     return path
 
 
+class CpuCgroup:
+    """A cgroup that limits its processes to ``share`` of one CPU (v1 cpu controller, or v2 ``cpu.max``)."""
+
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, share: float, name: str = "bab-bench", realtime: bool = False) -> None:
+        self.share = share
+        self.realtime = realtime
+        self.quota_us = 1000  # the kernel's smallest quota
+        self.period_us = round(self.quota_us / share)
+        if realtime:
+            # SCHED_FIFO, as bab.service runs it: CFS quotas do not apply to RT tasks, the group's RT budget does
+            if not (self.V1 / "cpu.rt_runtime_us").exists():
+                raise RuntimeError("no cgroup v1 RT bandwidth control (cpu.rt_runtime_us)")
+            self.path = self.V1 / f"{name}-rt-{os.getpid()}-{round(share * 100)}"
+            self.path.mkdir(exist_ok=True)
+            # a group's RT budget cannot exceed its parent's (the root's 95 %): "100 %" is 95 % here
+            self.quota_us = min(self.quota_us, self.period_us * 95 // 100)
+            (self.path / "cpu.rt_period_us").write_text(str(self.period_us))
+            (self.path / "cpu.rt_runtime_us").write_text(str(self.quota_us))
+            self.kind = "v1 cpu.rt_runtime_us, SCHED_FIFO 50"
+        elif (self.V1 / "cpu.cfs_quota_us").exists():
+            self.path = self.V1 / f"{name}-{os.getpid()}"
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(self.period_us))
+            (self.path / "cpu.cfs_quota_us").write_text(str(self.quota_us))
+            self.kind = "v1 cpu.cfs_quota_us"
+        elif (self.V2 / "cgroup.controllers").exists():
+            self.path = self.V2 / f"{name}-{os.getpid()}"
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{self.quota_us} {self.period_us}")
+            self.kind = "v2 cpu.max"
+        else:
+            raise RuntimeError("no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2) found")
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (a ``preexec_fn``: the daemon starts throttled). It leaves
+        the gateway side's SCHED_FIFO first: the CFS quota throttles normal tasks, and an RT task cannot
+        join a group without an RT budget."""
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        if self.realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+
+    def throttled(self) -> int:
+        for line in (self.path / "cpu.stat").read_text().splitlines():
+            if line.startswith(("nr_throttled ", "nr_throttled\t")):
+                return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        if self.realtime:  # give the RT budget back at once (the next step's group needs it)
+            with contextlib.suppress(OSError):
+                (self.path / "cpu.rt_runtime_us").write_text("0")
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 class PtyGateway:
     """A minimal blocking gateway on a pty master, timing replies."""
 
-    def __init__(self, meters: int, tmp: Path, realtime: bool = False) -> None:
+    def __init__(self, meters: int, tmp: Path, realtime: bool = False, cgroup: CpuCgroup | None = None) -> None:
         self.master, slave = os.openpty()
         tty.setraw(self.master)
         self.slave = slave
@@ -152,7 +223,8 @@ class PtyGateway:
         prefix = ["chrt", "-f", "50"] if realtime else []
         self.log_path = tmp / f"bab{meters}.log"
         self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "bab.cli", "run", "--config", str(cfg)],
-                                     stdout=subprocess.DEVNULL, stderr=self.log_path.open("w"))
+                                     stdout=subprocess.DEVNULL, stderr=self.log_path.open("w"),
+                                     preexec_fn=cgroup.enter if cgroup else None)
         self.rx = FrameReceiver()
 
     def send(self, data: bytes) -> float:
@@ -189,11 +261,13 @@ def alloc(records: bytes = b"") -> bytes:
     return encode_frame(0x7F, 1, GATEWAY_ADDRESS, 1, UI, records)
 
 
-def first_broadcast_and_latency(tmp: Path, quick: bool, realtime: bool) -> None:
+def first_broadcast_and_latency(tmp: Path, quick: bool, realtime: bool, cgroup: CpuCgroup | None = None
+                                ) -> dict[str, float]:
     tmp.mkdir(exist_ok=True)
-    gw = PtyGateway(1, tmp, realtime)
+    gw = PtyGateway(1, tmp, realtime, cgroup)
     reply_at = None
-    while time.perf_counter() - gw.t_start < 10:
+    record = None
+    while time.perf_counter() - gw.t_start < 60:
         gw.send(alloc())
         frames = gw.read_frames(0.4)
         if frames:
@@ -202,22 +276,28 @@ def first_broadcast_and_latency(tmp: Path, quick: bool, realtime: bool) -> None:
             break
     startup = (reply_at - gw.t_start) if reply_at else float("nan")
     print(f"6. start to first broadcast answer: {startup:.2f} s (python startup included)")
+    if record is None:
+        gw.close()
+        return {"startup": startup, "p99": float("nan"), "answered": 0.0}
     addr = record.address
     gw.send(alloc(record.with_slot(0).encode()))  # confirm registration
     gw.read_frames(0.4)
     gw.send(encode_frame(addr, 3, GATEWAY_ADDRESS, 3, SNRM))
     gw.read_frames(0.2)
     lat = []
-    for _ in range(200 if quick else 2000):
+    asked = 200 if quick else 2000
+    for _ in range(asked):
         t0 = gw.send(encode_frame(addr, 3, GATEWAY_ADDRESS, 3, control_rr(0)))
         frames = gw.read_frames(0.2)
         if frames and frames[0][1].kind in (Kind.RR, Kind.DM, Kind.RNR):
             lat.append(frames[0][0] - t0)
     tag = " (SCHED_FIFO)" if realtime else ""
-    print(f"3. control-frame reply latency over a pty{tag}: p50 {statistics.median(lat)*1e3:.3f} ms, "
-          f"p99 {pct(lat, 0.99)*1e3:.3f} ms, max {max(lat)*1e3:.3f} ms, n={len(lat)}")
+    if lat:
+        print(f"3. control-frame reply latency over a pty{tag}: p50 {statistics.median(lat)*1e3:.3f} ms, "
+              f"p99 {pct(lat, 0.99)*1e3:.3f} ms, max {max(lat)*1e3:.3f} ms, n={len(lat)}")
     print(f"5. daemon RSS, 1 meter: {gw.rss_mb():.1f} MB")
     gw.close()
+    return {"startup": startup, "p99": pct(lat, 0.99) if lat else float("nan"), "answered": len(lat) / asked}
 
 
 def burn(stop) -> None:
@@ -226,17 +306,25 @@ def burn(stop) -> None:
         x += 1
 
 
-def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
-    gw = PtyGateway(8, tmp, realtime)
+def slot_hit_rate(tmp: Path, quick: bool, realtime: bool, cgroup: CpuCgroup | None = None, load: bool = True
+                  ) -> float:
+    gw = PtyGateway(8, tmp, realtime, cgroup)
     slots = SlotTiming()
     stop = multiprocessing.Event()
-    hogs = [multiprocessing.Process(target=burn, args=(stop,)) for _ in range(2)]
+    hogs = [multiprocessing.Process(target=burn, args=(stop,)) for _ in range(2 if load else 0)]
     for h in hogs:
         h.start()
         if os.geteuid() == 0:
             os.sched_setscheduler(h.pid, os.SCHED_OTHER, os.sched_param(0))
     try:
-        time.sleep(1.5)
+        # wait until the daemon answers (a throttled start takes longer), then measure
+        end = time.perf_counter() + 60
+        while time.perf_counter() < end:
+            gw.send(alloc())
+            if gw.read_frames(slots.listen_window()):
+                break
+        time.sleep(0.5)
+        gw.read_frames(0.2)
         hits = total = 0
         late = []
         rounds = 100 if quick else 300
@@ -253,13 +341,16 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
                 hits += ok
                 late.append(t - begin)
         expected = rounds * 8
-        print(f"4. slot hit rate{' (SCHED_FIFO)' if realtime else ''}, 8 meters, 10 ms slots, both cores "
-              f"loaded: {hits}/{expected} replies in their slot = "
+        loaded = "both cores loaded" if load else "no other load"
+        print(f"4. slot hit rate{' (SCHED_FIFO)' if realtime else ''}, 8 meters, 10 ms slots, {loaded}: "
+              f"{hits}/{expected} replies in their slot = "
               f"{100 * hits / expected:.2f} % ({total} arrived) (reply start after slot begin: p50 "
-              f"{statistics.median(late)*1e3:.2f} ms, p99 {pct(late, 0.99)*1e3:.2f} ms)")
+              f"{statistics.median(late)*1e3 if late else float('nan'):.2f} ms, "
+              f"p99 {pct(late, 0.99)*1e3 if late else float('nan'):.2f} ms)")
         print(f"5. daemon RSS, 8 meters: {gw.rss_mb():.1f} MB")
         missed = gw.log_path.read_text().count("missed its slot")
         print(f"   (BAB itself reported {missed} reply(s) dropped because they could not start in their slot)")
+        return hits / expected
     finally:
         stop.set()
         for h in hogs:
@@ -267,13 +358,43 @@ def slot_hit_rate(tmp: Path, quick: bool, realtime: bool) -> None:
         gw.close()
 
 
+def throttled_steps(shares: list[float], quick: bool, realtime: bool = False) -> None:
+    """The daemon in a CPU-throttled cgroup at each share of one core: the figures per step, then a table."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for share in shares:
+            cg = CpuCgroup(share, realtime=realtime)
+            print(f"--- {share * 100:.0f} % of one core ({cg.kind}: quota {cg.quota_us} us per {cg.period_us} us)")
+            try:
+                lat = first_broadcast_and_latency(Path(d) / f"c{share}", quick, False, cg)
+                hit = slot_hit_rate(Path(d) / f"c{share}", quick, False, cg, load=False)
+                rows.append((share, cg.period_us, lat["startup"], lat["p99"], lat["answered"], hit, cg.throttled()))
+            finally:
+                cg.remove()
+    print("\nCPU share | period | start to first answer | control reply p99 | replies | slot hit rate | throttled")
+    for share, period, startup, p99, answered, hit, thr in rows:
+        print(f"{share * 100:8.0f} % | {period / 1000:4.0f} ms | {startup:19.2f} s | {p99 * 1e3:14.3f} ms | "
+              f"{answered * 100:5.1f} % | {hit * 100:11.2f} % | {thr:9d}")
+    print("goals: slot hit rate >= 99.9 %, control-frame reply p99 <= 2 ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fault", help="run the daemon's meters with this fault kind on at probability 0")
+    ap.add_argument("--cgroup-cpu", metavar="PCT,PCT,...",
+                    help="run the daemon throttled to these percentages of one core (e.g. 100,50,25; root)")
+    ap.add_argument("--cgroup-rt", action="store_true",
+                    help="with --cgroup-cpu: the daemon SCHED_FIFO (as bab.service), throttled by the RT budget")
     args = ap.parse_args()
     global FAULT
     FAULT = args.fault
+    if args.cgroup_cpu:
+        if os.geteuid() != 0:
+            sys.exit("--cgroup-cpu needs root (cgroups)")
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(60))  # the gateway side: independent hardware
+        throttled_steps([float(p) / 100 for p in args.cgroup_cpu.split(",")], args.quick, args.cgroup_rt)
+        return
     if os.geteuid() == 0:
         # This process plays the gateway, a separate device in reality: keep its clock honest under the load.
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(60))

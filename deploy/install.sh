@@ -17,7 +17,7 @@
 #                  under --root only; without --root nothing is written)
 #
 # What it installs (paths under the root):
-#   apt packages      python3 python3-venv python3-dev gcc libwolfssl-dev gpiod
+#   apt packages      python3 python3-venv python3-dev gcc libffi-dev libwolfssl-dev gpiod
 #   user/groups       system user `bab` (groups dialout, gpio); group gpio is created if missing
 #   /opt/bab/         virtualenv with BAB pip-installed from the checkout; /opt/bab/bin/bab
 #   /usr/local/bin/bab   symlink to /opt/bab/bin/bab
@@ -42,14 +42,22 @@ PURGE=0
 DRY=0
 
 # gcc + python3-dev: the cffi wolfSSL binding and the gpiod (libgpiod v2) wheel are compiled on the Pi;
+# libffi-dev: cffi itself has no wheel for 32-bit ARM (armv7l) and compiles against ffi.h there;
 # gpiod: gpioinfo/gpiomon for finding S0 lines.
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev gpiod)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libffi-dev libwolfssl-dev gpiod)
 USER_NAME=bab
 USER_GROUPS=(dialout gpio)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# usage [STATUS]: the header above as help; to stdout with status 0 (a help request), else to stderr.
+usage() {
+    local status="${1:-2}"
+    if [ "$status" = 0 ]; then sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    else sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    fi
+    exit "$status"
+}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -62,7 +70,7 @@ while [ $# -gt 0 ]; do
         --purge) PURGE=1 ;;
         --source) [ $# -ge 2 ] || usage; SRC="$2"; shift ;;
         -n|--dry-run) DRY=1; SYSTEM=0; VENV=0 ;;
-        -h|--help) usage ;;
+        -h|--help) usage 0 ;;
         *) log "unknown option: $1"; usage ;;
     esac
     shift
@@ -170,10 +178,10 @@ install_venv() {
     log "installing BAB from $SRC into $OPT (a local directory is always rebuilt and reinstalled)"
     "$OPT/bin/python" -m pip install -q --upgrade pip
     "$OPT/bin/python" -m pip install -q --upgrade "$SRC"
-    # The wolfSSL binding is compiled on the target (cffi API mode); TLS reports clearly if it is missing.
-    if "$OPT/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("bab.tls.build_wolfssl") is None)' 2>/dev/null; then
-        (cd /tmp && "$OPT/bin/python" -m bab.tls.build_wolfssl) || log "warning: wolfSSL binding not built (TLS disabled)"
-    fi
+    # pip compiled the wolfSSL binding as part of the package build (it fails naming libwolfssl-dev if it
+    # cannot); check that it loads, as `bab run` refuses to start without it.
+    "$OPT/bin/python" -c 'from bab.tls import wolfssl_binding as w; w.require()' \
+        || die "BAB's wolfSSL binding does not load (see above)"
 }
 
 restart_service() {

@@ -15,10 +15,11 @@ cd "$here"
 venv="${BAB_VENV:-$here/.venv}"
 
 # System packages: python3 with venv (the runtime), a C compiler and headers (cffi binding to wolfSSL),
-# libwolfssl-dev (TLS), systemd (systemd-analyze for the unit tests), udev, shellcheck (script tests),
+# libffi-dev (cffi has no wheel for 32-bit ARM, armv7l, and compiles against ffi.h there), libwolfssl-dev (TLS),
+# systemd (systemd-analyze for the unit tests), udev, shellcheck (script tests),
 # openssl (the `openssl s_client` tests through `bab bridge`; testssl.sh is optional, `pytest -m testssl`),
 # chromium (the web console's browser tests drive it headless over its DevTools protocol; no chromedriver).
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libwolfssl-dev systemd udev shellcheck openssl chromium)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libffi-dev libwolfssl-dev systemd udev shellcheck openssl chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -71,9 +72,10 @@ make_venv() {
         fi
         touch "$stamp"
     fi
-    # Build the wolfSSL binding when the library is there (the TLS layer reports clearly if it is not).
+    # pip install compiles the wolfSSL binding (setup.py cffi_modules); this rebuilds it in place when the
+    # binding's source changed since (it is a no-op otherwise). Without it BAB refuses to start.
     if [ -f bab/tls/build_wolfssl.py ]; then
-        "$venv/bin/python" -m bab.tls.build_wolfssl >/dev/null || log "wolfSSL binding not built (TLS disabled)"
+        "$venv/bin/python" -m bab.tls.build_wolfssl >/dev/null || { log "error: the wolfSSL binding cannot be built"; exit 1; }
     fi
 }
 

@@ -90,3 +90,20 @@ def test_status_without_daemon(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bab.cli", "status", "--socket", str(tmp_path / "none.sock")],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 3 and "not running" in out.stderr.lower()
+
+
+def test_meter_rng_seeds_do_not_depend_on_the_platforms_hash_width():
+    """A meter's RNG is seeded from the daemon's: the same on 32-bit ARM as on 64-bit machines (float seeds go
+    through hash(), 32 bits wide on armhf), so `lmn.random_seed` reproduces the same addresses everywhere."""
+    import random
+
+    from bab.daemon import seed_from
+
+    rng = random.Random(7)
+    draws = [rng.random() for _ in range(50)] + [0.0, 0.5, 2.0**-60]
+    # the values 64-bit CPython derives (its hash of a float): fixed integers, not the running platform's hash
+    assert seed_from(0.5) == 2**60 and seed_from(0.0) == 0 and seed_from(2.0**-60) == 2
+    for u in draws:
+        assert 0 <= seed_from(u) < 2**61 - 1
+        if sys.maxsize > 2**32:  # where hash() is 64-bit, the seeds are the same as seeding with the float
+            assert random.Random(seed_from(u)).random() == random.Random(u).random()

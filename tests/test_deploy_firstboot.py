@@ -183,3 +183,38 @@ def test_stage1_without_bundle_still_disarms(sd: tuple[Path, Path]) -> None:
     assert r.returncode == 0
     assert (boot / "cmdline.txt").read_text() == CMDLINE + "\n"
     assert "ERROR: could not install bab-firstboot.service" in (boot / "bab-firstboot.log").read_text()
+
+
+def test_first_boot_from_the_offline_bundle(tmp_path: Path, sd: tuple[Path, Path]) -> None:
+    """With bab-bundle.tar on the boot partition the hook installs from it (deploy/bundle/install-offline.sh,
+    no network, no clock wait) instead of the source; under a test root that command is logged, not run.
+    The real offline installation is proven in emulated ARM roots by bench/arm_emulation.sh."""
+    root, boot = sd
+    content = tmp_path / "content/bab-bundle"
+    content.mkdir(parents=True)
+    (content / "install-offline.sh").write_bytes((REPO / "deploy/bundle/install-offline.sh").read_bytes())
+    (content / "ARCH").write_text("armhf\n")
+    tar = tmp_path / "bab-bundle-armhf.tar"
+    subprocess.run(["tar", "-C", str(content.parent), "-cf", str(tar), "bab-bundle"], check=True)
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("lmn: {port: /dev/bab-lmn}\nmeters: []\n")
+    r = prepare(boot, "--bundle", str(tar), "--config", str(cfg), "--no-check")
+    assert r.returncode == 0, r.stderr
+    assert (boot / "bab-bundle.tar").read_bytes() == tar.read_bytes() and not (boot / "bab/bab-src.tar.gz").exists()
+    assert "offline bundle (armhf)" in r.stderr
+    assert hook(root).returncode == 0
+    r = hook(root, "install")
+    log = (boot / "bab-firstboot.log").read_text()
+    assert r.returncode == 0, log
+    assert "(test root: not running) " in log and f"bab-bundle/install-offline.sh {boot}/bab-bundle.tar" in log
+    assert "deploy/install.sh" not in log
+    assert (root / "etc/bab/bab.yaml").read_text() == cfg.read_text()
+    assert "SUCCESS: BAB installed and started" in log and (root / "var/lib/bab-firstboot/done").is_file()
+
+
+def test_prepare_boot_refuses_a_file_that_is_no_bundle(tmp_path: Path, sd: tuple[Path, Path]) -> None:
+    _, boot = sd
+    junk = tmp_path / "junk.tar"
+    junk.write_text("not a tar")
+    r = prepare(boot, "--bundle", str(junk))
+    assert r.returncode != 0 and "not a BAB bundle" in r.stderr

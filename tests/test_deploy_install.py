@@ -50,7 +50,7 @@ def test_install_into_root(tmp_path: Path, fake_bin: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "system-calls").exists(), "a system command ran despite --root"
     # every system step is shown, not run
-    for step in ("apt-get install -y python3 python3-venv python3-dev gcc libwolfssl-dev",
+    for step in ("apt-get install -y python3 python3-venv python3-dev gcc libffi-dev libwolfssl-dev",
                  "useradd --system --user-group --home-dir /var/lib/bab", "usermod -a -G dialout,gpio bab",
                  "systemctl daemon-reload", "udevadm control --reload", "python3 -m venv /opt/bab"):
         assert step in r.stderr
@@ -142,6 +142,28 @@ def test_bad_usage(tmp_path: Path, fake_bin: Path) -> None:
     assert r.returncode != 0 and "not a BAB checkout" in r.stderr
 
 
+def test_help_is_not_an_error(tmp_path: Path, fake_bin: Path) -> None:
+    for flag in ("--help", "-h"):
+        r = run(tmp_path / "r", fake_bin, flag)
+        assert r.returncode == 0, r.stderr
+        assert "--uninstall" in r.stdout and "--root DIR" in r.stdout
+    assert not (tmp_path / "r" / "etc").exists()
+
+
+def _apt_packages(script: Path) -> list[str]:
+    (body,) = re.findall(r"^APT_PACKAGES=\(([^)]*)\)", script.read_text(), re.M)
+    return body.split()
+
+
+@pytest.mark.parametrize("script", ["deploy/setup.sh", "deploy/install.sh"])
+def test_apt_packages_cover_compiling_the_python_dependencies(script: str) -> None:
+    """On 32-bit ARM (armv7l) cffi has no wheel and compiles: it needs ffi.h (libffi-dev) besides the compiler,
+    the Python headers and wolfSSL's headers for BAB's own binding."""
+    packages = _apt_packages(REPO / script)
+    for needed in ("python3-dev", "gcc", "libffi-dev", "libwolfssl-dev"):
+        assert needed in packages, f"{needed} missing from APT_PACKAGES of {script}"
+
+
 def test_dry_run_without_root_writes_nothing(tmp_path: Path, fake_bin: Path) -> None:
     e = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
     e.pop("DESTDIR", None)
@@ -175,7 +197,8 @@ def test_example_config_is_valid() -> None:
             config.loads(f"lmn: {{port: /dev/bab-lmn}}\nmeters:\n{block}\n", f"example {driver_type} meter")
 
 
-@pytest.mark.parametrize("script", ["deploy/install.sh", "deploy/firstboot/bab-firstboot.sh",
+@pytest.mark.parametrize("script", ["deploy/install.sh", "deploy/firstboot/bab-firstboot.sh", "deploy/build-deb.sh",
+                                    "deploy/build-bundle.sh", "deploy/bundle/install-offline.sh",
                                     "deploy/firstboot/prepare-boot.sh"])
 def test_shellcheck(script: str) -> None:
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))

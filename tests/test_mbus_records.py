@@ -226,3 +226,14 @@ def test_mutated_telegrams_decode_or_raise_telegram_error(data: st.DataObject) -
     out = map_readout(t.records, t.header, Medium.HEAT)
     for r in out.readings:
         assert isinstance(r.value, int) and -128 <= r.scaler <= 127
+
+
+def test_meter_times_after_2038_do_not_need_a_64_bit_time_t() -> None:
+    """A meter clock in 2040 (or a garbled date decoding to 2099) gives its POSIX time on every platform:
+    computed without the C library, whose 32-bit time_t on Debian bookworm armhf overflowed in timestamp()."""
+    from legacy_drivers.mbus.obis_map import epoch_seconds
+
+    for year in (1970, 2024, 2038, 2040, 2099):
+        stamp = dt.datetime(year, 6, 1, 12, 0, tzinfo=dt.UTC)
+        expected = (dt.date(year, 6, 1) - dt.date(1970, 1, 1)).days * 86400 + 12 * 3600
+        assert epoch_seconds(stamp) == expected

@@ -145,3 +145,25 @@ async def test_keepalive_returns_without_watchdog(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     await asyncio.wait_for(watchdog_keepalive(Notifier(str(tmp_path / "x"))), 1)
     await asyncio.wait_for(watchdog_keepalive(Notifier(""), interval=1.0), 1)
+
+
+def test_receiver_that_never_reads_does_not_block(
+    notify_socket: tuple[str, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service manager that stops reading fills its queue; further sends are dropped and counted, not
+    blocked on (a blocking sendto stalled the whole event loop: status queries and SIGTERM went unanswered)."""
+    import threading
+
+    path, _never_read = notify_socket
+    n = Notifier(path)
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.extend(n.watchdog() for _ in range(500)), daemon=True)
+    with caplog.at_level("WARNING", logger="bab.sdnotify"):
+        worker.start()
+        worker.join(30)
+    assert not worker.is_alive(), "sd_notify blocked on a full receiver queue"
+    assert len(results) == 500
+    assert results[0] is True  # the first datagrams fit into the queue
+    assert n.dropped == results.count(False) > 0
+    assert sum("queue is full" in r.getMessage() for r in caplog.records) == 1
+    n.close()

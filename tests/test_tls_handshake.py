@@ -301,3 +301,16 @@ def test_gateway_client_without_ctypes_access(monkeypatch) -> None:
     client.start()
     pump(client, server)
     assert server.info.group is Curve.BRAINPOOL_P384R1 and server.info.peer_certificate_der == keys.certificate_der(gc)
+
+
+def test_error_codes_fit_the_platforms_unsigned_long() -> None:
+    """wolfSSL's negative error codes are passed as C ``unsigned long``: 8 bytes on 64-bit platforms, 4 on
+    32-bit ARM (armhf), where a 64-bit two's complement overflowed and turned every TLS failure into an
+    internal error."""
+    ffi, _ = wolfssl_binding.require()
+    for width, ctype in ((4, "uint32_t *"), (8, "uint64_t *")):
+        value = wolfssl_binding.as_unsigned_long(-313, width)
+        ffi.new(ctype, value)  # OverflowError if it does not fit that width
+        assert value == (1 << (8 * width)) - 313
+    assert wolfssl_binding.as_unsigned_long(-313) == (1 << (8 * ffi.sizeof("unsigned long"))) - 313
+    assert "alert" in wolfssl_binding.error_string(-313)

@@ -136,3 +136,20 @@ def test_save_refuses_garbage(tmp_path) -> None:
     with pytest.raises(KeyMaterialError):
         keys.save_private_key(tmp_path / "k", b"not a key")
     assert not (tmp_path / "k").exists()
+
+
+class _Cryptography38Certificate:
+    """What Debian bookworm's python3-cryptography (38) offers for validity dates: naive UTC datetimes only."""
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.not_valid_before = keys.validity(cert)[0].replace(tzinfo=None)
+        self.not_valid_after = keys.validity(cert)[1].replace(tzinfo=None)
+
+
+def test_validity_with_and_without_the_utc_attributes() -> None:
+    start = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    key = keys.generate_private_key()
+    cert = keys.self_signed_certificate(key, "1BAB0000000001", not_before=start, validity=dt.timedelta(days=2))
+    assert keys.validity(cert) == (start, start + dt.timedelta(days=2))
+    old = keys.validity(_Cryptography38Certificate(cert))  # type: ignore[arg-type]
+    assert old == (start, start + dt.timedelta(days=2)) and old[0].tzinfo is not None

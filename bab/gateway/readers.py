@@ -33,7 +33,10 @@ def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[
                   resets: Iterable[bytes] = (), *, on_result: Callable[[SmlResult], None] | None = None,
                   on_outcome: Outcome | None = None) -> Reader:  # type: ignore[no-untyped-def]
     """Pair (with a known master key), then read over TLS; crypto-reset the meters in ``resets`` once.
-    ``on_result`` sees every read's :class:`~bab.sml.client.SmlResult`, ``on_outcome`` every pairing and reset."""
+    ``on_result`` sees every read's :class:`~bab.sml.client.SmlResult`, ``on_outcome`` every pairing and reset.
+
+    A crypto-reset stays pending until a reset job gets the meter's answer (done or refused); a failed poll
+    sends it again on the next one."""
     from bab.gateway.sml_reader import SmlReader
     from bab.sml.client import SmlClient
 
@@ -53,11 +56,17 @@ def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[
         return done
 
     def reset_done(sid: bytes, client: SmlClient) -> Callable[[object], bool]:
+        # Called only when the reset job ended cleanly (the meter answered): only then is the reset retired,
+        # and the master key dropped once it took effect (so the meter is not paired straight back). A poll
+        # that failed (timeout, TLS or link error) leaves both pending: the next poll sends the reset again.
         def confirm(inner: object) -> bool:
             ok = client.result is not None and client.result.ok
             report(f"{describe(sid)} crypto-reset {'done: meter unpaired' if ok else 'refused'}")
             if on_outcome is not None:
                 on_outcome("crypto-reset", sid, ok, "" if ok else "refused")
+            pending_resets.discard(sid)
+            if ok:
+                keys.pop(sid, None)
             return ok
         return confirm
 
@@ -65,8 +74,6 @@ def secure_reader(report: Callable[[str], None], security, master_keys: Mapping[
         sid = p.server_id
         if security.meter_certificate(sid) is not None:
             if sid in pending_resets:
-                pending_resets.discard(sid)
-                keys.pop(sid, None)  # do not pair it straight back
                 client = SmlClient.set_parameter(sid, ObjectName(CRYPTO_RESET, CosemClass.DATA), True)
                 return security.crypto_reset_job(sid, lambda: client, confirm=reset_done(sid, client))
             job = sml(p)

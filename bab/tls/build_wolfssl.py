@@ -1,6 +1,9 @@
 """Builds ``bab.tls._wolfssl_cffi``, BAB's cffi (API mode, out-of-line) binding to the system's libwolfssl.
 
-Run it as ``python -m bab.tls.build_wolfssl`` (deploy/setup.sh does so after ``pip install``). It needs
+It is built as part of BAB's package build: ``pip install .`` (and a wheel made from the checkout) compiles it
+through setup.py's ``cffi_modules``, which calls :func:`package_ffi`; a missing wolfSSL library or headers
+stops that build with a message naming the Debian package (``libwolfssl-dev``). In a development checkout
+(``pip install -e .``) it can be rebuilt in place with ``python -m bab.tls.build_wolfssl``. It needs
 ``libwolfssl-dev`` (wolfSSL >= 5.5, Debian bookworm has 5.5.4), a C compiler and the Python headers
 (``apt-get install libwolfssl-dev gcc python3-dev``). It is idempotent: when the extension module is already
 built and newer than this file it does nothing; ``--force`` rebuilds. It exits non-zero with a clear message
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import sysconfig
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # also set when cffi's setuptools hook runs this file
 MODULE = "bab.tls._wolfssl_cffi"
 
 CDEF = r"""
@@ -270,7 +274,11 @@ int bab_restrict_ecdhe_groups(WOLFSSL_CTX *ctx)
 }
 """
 
-INSTALL_HINT = "apt-get install libwolfssl-dev gcc python3-dev, then run: python -m bab.tls.build_wolfssl"
+INSTALL_HINT = ("apt-get install libwolfssl-dev gcc python3-dev libffi-dev, "
+                "then run: python -m bab.tls.build_wolfssl")
+PACKAGE_HINT = ("install the Debian packages libwolfssl-dev (wolfSSL's library and headers), gcc and python3-dev "
+                "(apt-get install libwolfssl-dev gcc python3-dev libffi-dev), then build BAB again; "
+                "BAB_WITHOUT_TLS=1 builds it without TLS (bab run then refuses to start)")
 
 #: Identifies this version of the binding; compiled into the module so that a stale build is detected.
 BINDING_ID = "bab-wolfssl-" + hashlib.sha256((CDEF + SOURCE).encode()).hexdigest()[:20]
@@ -285,6 +293,20 @@ def make_ffi():  # type: ignore[no-untyped-def]
     source = SOURCE + f'\nconst char *bab_binding_id(void) {{ return "{BINDING_ID}"; }}\n'
     ffi.set_source(MODULE, source, libraries=["wolfssl"])
     return ffi
+
+
+class WolfsslMissing(RuntimeError):
+    """What the package build is missing to compile the binding (the message names the Debian package)."""
+
+
+def package_ffi():  # type: ignore[no-untyped-def]
+    """The builder for setup.py's ``cffi_modules``: :func:`make_ffi` after checking that the wolfSSL library
+    and headers, a C compiler and the Python headers are there, so a missing one fails the build with a
+    message naming the Debian package instead of a compiler error."""
+    problem = _preflight(hint=PACKAGE_HINT)
+    if problem:
+        raise WolfsslMissing(f"BAB's TLS binding cannot be built: {problem}")
+    return make_ffi()
 
 
 def built_module() -> Path | None:
@@ -302,17 +324,34 @@ def _is_current(path: Path) -> bool:
         return False
 
 
-def _preflight() -> str | None:
-    """A message naming what is missing, or None when the build can be attempted."""
-    header = Path("/usr/include/wolfssl/options.h")
+def _library_found() -> bool:
+    """True when the linker can find libwolfssl (``libwolfssl.so``, from libwolfssl-dev)."""
+    dirs = ["/usr/lib", "/usr/local/lib", "/lib"]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch:
+        dirs += [f"/usr/lib/{multiarch}", f"/lib/{multiarch}"]
+    dirs += [d for d in os.environ.get("LIBRARY_PATH", "").split(":") if d]
+    return any((Path(d) / "libwolfssl.so").exists() for d in dirs)
+
+
+def _preflight(hint: str = INSTALL_HINT) -> str | None:
+    """A message naming what is missing, or None when the build can be attempted.
+
+    ``BAB_WOLFSSL_INCLUDE`` overrides where wolfSSL's headers are looked for (tests point it at an empty
+    directory to see the message).
+    """
+    include_dirs = [Path(os.environ["BAB_WOLFSSL_INCLUDE"])] if os.environ.get("BAB_WOLFSSL_INCLUDE") else [
+        Path("/usr/include"), Path("/usr/local/include")]
     include = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    if not header.exists() and not any(Path(p).exists() for p in ("/usr/local/include/wolfssl/options.h",)):
-        return f"wolfSSL headers not found (/usr/include/wolfssl/options.h): {INSTALL_HINT}"
+    if not any((d / "wolfssl" / "options.h").exists() for d in include_dirs):
+        return f"wolfSSL headers not found ({include_dirs[0]}/wolfssl/options.h): {hint}"
+    if "BAB_WOLFSSL_INCLUDE" not in os.environ and not _library_found():
+        return f"the wolfSSL library (libwolfssl.so) not found: {hint}"
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None and shutil.which("cc") is None:
-        return f"no C compiler ({cc}) found: {INSTALL_HINT}"
+        return f"no C compiler ({cc}) found: {hint}"
     if not include.exists():
-        return f"Python headers not found ({include}): {INSTALL_HINT}"
+        return f"Python headers not found ({include}): {hint}"
     return None
 
 

@@ -91,8 +91,7 @@ class GatewayTlsContext:
         self.validity = ValidityPolicy(validity)
         self.peer_cert_der = keys.certificate_der(peer_cert_pem)
         peer = keys.load_certificate(self.peer_cert_der)
-        self.peer_not_before = peer.not_valid_before_utc
-        self.peer_not_after = peer.not_valid_after_utc
+        self.peer_not_before, self.peer_not_after = keys.validity(peer)
         self.groups = tuple(keys.Curve.parse(g) if isinstance(g, str) else g for g in groups)
         self._strict = (
             (ciphers is None or set(ciphers.split(":")) <= set(CIPHER_SUITES))

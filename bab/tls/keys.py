@@ -247,9 +247,21 @@ def describe_certificate(cert_pem_or_der: bytes) -> CertificateInfo:
         curve_name=pk.curve.name,
         fingerprint_sha256=fingerprint_sha256(cert_pem_or_der),
         serial=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        not_before=validity(cert)[0],
+        not_after=validity(cert)[1],
     )
+
+
+def validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    """``(not before, not after)`` of ``cert`` as timezone-aware UTC datetimes.
+
+    cryptography >= 42 has ``not_valid_before_utc``; Debian bookworm's python3-cryptography (38) has only the
+    naive-UTC ``not_valid_before``, which later versions deprecate: both are read here.
+    """
+    try:
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    except AttributeError:
+        return (cert.not_valid_before.replace(tzinfo=dt.UTC), cert.not_valid_after.replace(tzinfo=dt.UTC))
 
 
 def _cn(name: x509.Name) -> str | None:

@@ -171,8 +171,7 @@ class MeterTlsContext:
         key_der = keys.private_key_der(key_pem, sec1=True)
         keys.check_key_matches_certificate(key_pem, cert_pem)
         peer = keys.load_certificate(self.peer_cert_der)
-        self.peer_not_before = peer.not_valid_before_utc
-        self.peer_not_after = peer.not_valid_after_utc
+        self.peer_not_before, self.peer_not_after = keys.validity(peer)
         self.peer_fingerprint = keys.fingerprint_sha256(self.peer_cert_der)
         self.session_lifetime_s = session_lifetime_s
         # One context per group, all with the same session-ID context (a session resumes on any of them).

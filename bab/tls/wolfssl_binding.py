@@ -16,8 +16,9 @@ from typing import Any
 from bab.tls.errors import TlsUnavailable
 
 INSTALL_HINT = (
-    "install the system library and build the binding: apt-get install libwolfssl-dev gcc python3-dev; "
-    "python -m bab.tls.build_wolfssl"
+    "BAB's package build compiles the binding (pip install . or the Debian package bab); at run time it needs "
+    "wolfSSL's library, the Debian package libwolfssl35. In a development checkout: "
+    "apt-get install libwolfssl-dev gcc python3-dev libffi-dev; python -m bab.tls.build_wolfssl"
 )
 
 try:
@@ -72,11 +73,21 @@ def library_version() -> str:
     return str(ffi.string(lib_.wolfSSL_lib_version()).decode())
 
 
+def as_unsigned_long(code: int, width: int | None = None) -> int:
+    """``code`` (a negative wolfSSL error code) as the C ``unsigned long`` that ``wolfSSL_ERR_error_string_n``
+    takes: two's complement in ``width`` bytes, by default the platform's ``sizeof(unsigned long)``
+    (8 on x86-64/arm64, 4 on 32-bit ARM: a 64-bit value there raised OverflowError in cffi)."""
+    if width is None:
+        ffi_, _ = require()
+        width = int(ffi_.sizeof("unsigned long"))
+    return code % (1 << (8 * width))
+
+
 def error_string(code: int) -> str:
     """wolfSSL's text for an error code (``-313`` -> ``revcd alert fatal error``...)."""
     ffi_, lib_ = require()
     buf = ffi_.new("char[]", 160)
-    lib_.wolfSSL_ERR_error_string_n(code % (1 << 64), buf, 160)
+    lib_.wolfSSL_ERR_error_string_n(as_unsigned_long(code, int(ffi_.sizeof("unsigned long"))), buf, 160)
     text = ffi_.string(buf).decode(errors="replace")
     # "error:-313:revcd alert fatal error" style -> keep the words
     return text.rsplit(":", 1)[-1].strip() or f"wolfSSL error {code}"

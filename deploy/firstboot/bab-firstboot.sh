@@ -3,7 +3,10 @@
 # BAB "flash and go" first-boot hook for Raspberry Pi OS Lite (bookworm). See docs/operator-guide.md.
 #
 # It lives on the boot partition (/boot/firmware/bab-firstboot.sh) next to:
-#   bab/bab-src.tar.gz          the BAB source (made by deploy/firstboot/prepare-boot.sh)
+#   bab-bundle.tar              the offline bundle (deploy/build-bundle.sh): BAB's Debian package and every
+#                               package it needs; installed with NO network (the meter cabinet). Or else:
+#   bab/bab-src.tar.gz          the BAB source (made by deploy/firstboot/prepare-boot.sh), installed with
+#                               deploy/install.sh (needs the network: apt and PyPI)
 #   bab/bab-firstboot.service   the stage-2 unit
 #   bab.yaml                    YOUR configuration (optional; without it BAB is installed but not started)
 #   bab-keys/                   optional key/certificate files: moved to /etc/bab/keys (0600, user bab)
@@ -123,17 +126,20 @@ stage2() {
         rm -f "$ROOT$WANTS"
         exit 0
     fi
-    wait_for_clock
-
-    local src="$ROOT$LIB/src"
-    if [ -f "$BOOT/bab/bab-src.tar.gz" ]; then
+    local bundle="$BOOT/bab-bundle.tar" src="$ROOT$LIB/src"
+    # The offline bundle needs neither network nor a correct clock (a local, trusted repository).
+    [ -f "$bundle" ] || wait_for_clock
+    if [ -f "$bundle" ]; then
+        :
+    elif [ -f "$BOOT/bab/bab-src.tar.gz" ]; then
         rm -rf "$src.new" && mkdir -p "$src.new" \
             && tar -xzf "$BOOT/bab/bab-src.tar.gz" -C "$src.new" --no-same-owner \
             || fail "cannot unpack $BOOT/bab/bab-src.tar.gz"
         rm -rf "$src" && mv "$src.new" "$src" || fail "cannot move the BAB source into place"
         log "unpacked the BAB source to $LIB/src"
     fi
-    [ -x "$src/deploy/install.sh" ] || fail "no BAB source: bab/bab-src.tar.gz is missing on the boot partition"
+    [ -f "$bundle" ] || [ -x "$src/deploy/install.sh" ] \
+        || fail "no BAB on the boot partition: neither bab-bundle.tar nor bab/bab-src.tar.gz"
 
     mkdir -p "$ROOT/etc/bab" || fail "cannot create /etc/bab"
     local started=1
@@ -153,12 +159,22 @@ stage2() {
     fi
     install_keys || fail "cannot install the key files"
 
-    local args extra
-    read -r -a extra <<<"${BAB_FIRSTBOOT_INSTALL_ARGS:-}"
-    args=(--enable "${extra[@]}")
-    [ -n "$ROOT" ] && args+=(--root "$ROOT")
-    log "running: deploy/install.sh ${args[*]}"
-    "$src/deploy/install.sh" "${args[@]}" || fail "deploy/install.sh failed (see above)"
+    if [ -f "$bundle" ]; then
+        # The package's postinst enables and starts bab.service when /etc/bab/bab.yaml is a real configuration.
+        local installer
+        installer=$(mktemp -d) && tar -xf "$bundle" -C "$installer" bab-bundle/install-offline.sh \
+            || fail "cannot read $bundle"
+        log "installing from the offline bundle (no network needed): install-offline.sh $bundle"
+        sys "$installer/bab-bundle/install-offline.sh" "$bundle" || fail "the offline installation failed (see above)"
+        rm -rf "$installer"
+    else
+        local args extra
+        read -r -a extra <<<"${BAB_FIRSTBOOT_INSTALL_ARGS:-}"
+        args=(--enable "${extra[@]}")
+        [ -n "$ROOT" ] && args+=(--root "$ROOT")
+        log "running: deploy/install.sh ${args[*]}"
+        "$src/deploy/install.sh" "${args[@]}" || fail "deploy/install.sh failed (see above)"
+    fi
 
     if [ -f "$BOOT/bab.yaml" ]; then
         mv -f "$BOOT/bab.yaml" "$BOOT/bab.yaml.installed" \

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Puts BAB's first-boot hook onto a freshly flashed Raspberry Pi OS Lite (bookworm) SD card.
 #
-#   deploy/firstboot/prepare-boot.sh BOOT_DIR [--config bab.yaml] [--keys DIR] [--no-cmdline] [--no-check]
+#   deploy/firstboot/prepare-boot.sh BOOT_DIR [--bundle FILE] [--config bab.yaml] [--keys DIR] [--no-cmdline] [--no-check]
 #
 # BOOT_DIR is the mounted boot partition ("bootfs", e.g. /media/$USER/bootfs). It writes:
 #   BOOT_DIR/bab-firstboot.sh             the hook
-#   BOOT_DIR/bab/bab-src.tar.gz           this BAB checkout (without .git, .venv, caches)
+#   BOOT_DIR/bab-bundle.tar               with --bundle FILE (deploy/build-bundle.sh --arch arm64|armhf): the
+#                                         offline bundle, installed on first boot with no network
+#   BOOT_DIR/bab/bab-src.tar.gz           without --bundle: this BAB checkout (without .git, .venv, caches),
+#                                         installed on first boot with deploy/install.sh (needs the network)
 #   BOOT_DIR/bab/bab-firstboot.service    the stage-2 unit
 #   BOOT_DIR/bab.yaml                     from --config (else copy your own there later)
 #   BOOT_DIR/bab-keys/                    the files of --keys DIR (moved to /etc/bab/keys on first boot)
@@ -21,15 +24,17 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 log() { printf '[prepare-boot] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-[ $# -ge 1 ] || { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 BOOT="$1"; shift
 CONFIG=""
 KEYS=""
+BUNDLE=""
 CMDLINE=1
 CHECK=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --config) CONFIG="$2"; shift ;;
+        --bundle) BUNDLE="$2"; shift ;;
         --keys) KEYS="$2"; shift ;;
         --no-cmdline) CMDLINE=0 ;;
         --no-check) CHECK=0 ;;
@@ -45,11 +50,19 @@ fi
 mkdir -p "$BOOT/bab"
 cp "$here/deploy/firstboot/bab-firstboot.sh" "$BOOT/bab-firstboot.sh"
 cp "$here/deploy/firstboot/bab-firstboot.service" "$BOOT/bab/bab-firstboot.service"
-tar -czf "$BOOT/bab/bab-src.tar.gz.tmp" -C "$here" \
-    --exclude=./.git --exclude=./.venv --exclude='__pycache__' --exclude='*.pyc' --exclude=./.pytest_cache \
-    --exclude=./.ruff_cache --exclude=./.hypothesis --exclude='*.egg-info' --exclude=./build --exclude=./dist .
-mv -f "$BOOT/bab/bab-src.tar.gz.tmp" "$BOOT/bab/bab-src.tar.gz"
-log "hook and BAB source written to $BOOT"
+if [ -n "$BUNDLE" ]; then
+    [ -f "$BUNDLE" ] || die "no such bundle: $BUNDLE"
+    tar -tf "$BUNDLE" bab-bundle/install-offline.sh >/dev/null 2>&1 || die "$BUNDLE is not a BAB bundle"
+    cp "$BUNDLE" "$BOOT/bab-bundle.tar.tmp" && mv -f "$BOOT/bab-bundle.tar.tmp" "$BOOT/bab-bundle.tar"
+    rm -f "$BOOT/bab/bab-src.tar.gz"
+    log "hook and offline bundle ($(tar -xOf "$BUNDLE" bab-bundle/ARCH)) written to $BOOT"
+else
+    tar -czf "$BOOT/bab/bab-src.tar.gz.tmp" -C "$here" \
+        --exclude=./.git --exclude=./.venv --exclude='__pycache__' --exclude='*.pyc' --exclude=./.pytest_cache \
+        --exclude=./.ruff_cache --exclude=./.hypothesis --exclude='*.egg-info' --exclude=./build --exclude=./dist .
+    mv -f "$BOOT/bab/bab-src.tar.gz.tmp" "$BOOT/bab/bab-src.tar.gz"
+    log "hook and BAB source written to $BOOT"
+fi
 
 if [ -n "$CONFIG" ]; then
     [ -f "$CONFIG" ] || die "no such config file: $CONFIG"

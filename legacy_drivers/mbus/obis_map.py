@@ -89,6 +89,18 @@ RULES: dict[Medium, dict[Quantity, tuple[Obis, tuple[Unit, ...]]]] = {
 SUPPORTED_MEDIA = tuple(RULES)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def epoch_seconds(stamp: dt.datetime) -> float:
+    """POSIX seconds of ``stamp``. An aware time is computed without the C library, so a meter clock after
+    2038 works on platforms with a 32-bit ``time_t`` (Debian bookworm armhf), where ``timestamp()`` raises
+    OverflowError; a naive (local) time needs the C library's time zone rules and may still raise there."""
+    if stamp.tzinfo is not None:
+        return (stamp - _EPOCH).total_seconds()
+    return stamp.timestamp()
+
+
 @dataclass
 class MappedReadout:
     readings: list[Reading] = field(default_factory=list)
@@ -155,7 +167,10 @@ def map_readout(records: Iterable[Record], header: Header | None, medium: Medium
     when = capture_time
     if out.meter_time is not None and meter_time != "ignore":
         stamp = out.meter_time if meter_time == "local" else out.meter_time.replace(tzinfo=dt.UTC)
-        when = stamp.timestamp()
+        try:
+            when = epoch_seconds(stamp)
+        except (OverflowError, OSError, ValueError):  # local time beyond the platform's time_t (32-bit ARM)
+            out.drops["meter_time_out_of_range"] += 1
     status = ReadingStatus.OK
     if header is not None and header.status & STATUS_ERROR_BITS:
         status = ReadingStatus.METER_ERROR
