@@ -89,6 +89,8 @@ class _RawPort:
 class Tester:
     """One tester on one link (see the module docstring). ``attach(link)`` after construction."""
 
+    __test__ = False  # not a pytest class
+
     def __init__(self, timing: GatewayTiming = FAST_TIMING, *, conversation_timeout: float = 20.0) -> None:
         self.timing = timing
         self.conversation_timeout = conversation_timeout
