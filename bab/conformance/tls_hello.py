@@ -32,8 +32,9 @@ def _ext(code: int, body: bytes) -> bytes:
 def client_hello(*, version: int = 0x0303, record_version: int = 0x0301, suites: tuple[int, ...] = tuple(TR_SUITES),
                  groups: tuple[int, ...] = tuple(TR_GROUPS), compression: tuple[int, ...] = (0,),
                  max_fragment_length: int | None = None, supported_versions: tuple[int, ...] | None = None,
-                 extra: bytes = b"") -> bytes:
-    """One ClientHello record (``max_fragment_length``: the RFC 6066 code, 1 = 512 bytes)."""
+                 extra: bytes = b"", random: bytes | None = None) -> bytes:
+    """One ClientHello record (``max_fragment_length``: the RFC 6066 code, 1 = 512 bytes; ``random``: the
+    32-byte client random, fresh by default)."""
     exts = _ext(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
     exts += _ext(11, b"\x01\x00")
     exts += _ext(13, struct.pack(">H", 2 * len(SIGALGS)) + b"".join(struct.pack(">H", a) for a in SIGALGS))
@@ -43,7 +44,7 @@ def client_hello(*, version: int = 0x0303, record_version: int = 0x0301, suites:
         exts += _ext(43, bytes((2 * len(supported_versions),)) + b"".join(struct.pack(">H", v)
                                                                           for v in supported_versions))
     exts += extra
-    body = struct.pack(">H", version) + os.urandom(32) + b"\x00"
+    body = struct.pack(">H", version) + (random if random is not None else os.urandom(32)) + b"\x00"
     body += struct.pack(">H", 2 * len(suites)) + b"".join(struct.pack(">H", c) for c in suites)
     body += bytes((len(compression),)) + bytes(compression)
     body += struct.pack(">H", len(exts)) + exts
