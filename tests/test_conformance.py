@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 
 import pytest
 from lmn_helpers import meter
@@ -173,3 +174,23 @@ def test_command_refuses_bad_options(capsys):
     assert main(["conformance", "--port", "/dev/nonexistent-bab-port"]) == 2
     assert main(["conformance", "--port", "sim:", "--list"]) == 0
     assert "TLS_B2_GP_01_T" in capsys.readouterr().out
+
+
+def test_command_with_a_master_key_file_and_bad_key(tmp_path, capsys):
+    mk = tmp_path / "mk.hex"
+    mk.write_text(TEST_MASTER_KEY.hex() + "\n")
+    assert main(["conformance", "--port", "sim:", "--master-key", str(mk), "--case", "HDLC-REG-01",
+                 "--case", "SYM-NEG-01"]) == 0
+    mk.write_text("00" * 16)
+    assert main(["conformance", "--port", "sim:", "--master-key", str(mk)]) == 2
+
+
+def test_the_guide_lists_every_case_and_the_fault_table():
+    from pathlib import Path
+
+    guide = (Path(__file__).parent.parent / "docs" / "conformance.md").read_text()
+    listed = re.findall(r"^\| `([A-Z0-9_-]+)` \|", guide, re.M)
+    assert listed == list(CASES)
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z0-9_, -]+) \|$", guide, re.M))
+    assert rows == {k: ", ".join(catching(k)) for k in KINDS}
+    assert f"{len(CASES)} passed, 0 failed, 0 skipped" in guide
