@@ -29,6 +29,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    bab_log = logging.getLogger("bab")
+    level = bab_log.level
+    bab_log.setLevel(logging.ERROR)  # the meter's refusals are the report's business, not the console's
+    try:
+        return _run(args)
+    finally:
+        bab_log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     from bab.meter_id import MeterId
 
     from .case import CASES
@@ -37,7 +47,6 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     from .runner import Options, Session, exit_code, run_suite, select
     from .tester import Tester
 
-    logging.getLogger("bab").setLevel(logging.ERROR)
     if args.list:
         for c in CASES.values():
             print(f"{c.id:16} {c.group:5} {c.title}  [{c.reference}]")
