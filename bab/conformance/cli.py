@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    "(repeatable)")
     p.add_argument("--state-dir", help="where the software gateway keeps its keys (default: a temporary directory)")
     p.add_argument("--baudrate", type=int, default=921600)
+    p.add_argument("--slot-tolerance", type=float, default=2.0, metavar="MS",
+                   help="slack for the slot measurements on a real port (read latency; default 2 ms)")
     p.add_argument("--sim-fault", action="append", default=[], metavar="KIND",
                    help="with --port sim: switch this lab fault on in BAB's meter (repeatable)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -77,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
             where = "BAB in-process (virtual bus, virtual time)"
         else:
             tester = Tester()
-            tester.attach(SerialLink(args.port, tester.node, baudrate=args.baudrate))
+            tester.attach(SerialLink(args.port, tester.node, baudrate=args.baudrate,
+                                     timing_tolerance=args.slot_tolerance / 1000))
             where = args.port
         results = run_suite(Session(tester, opts), cases)
         tester.link.close()

@@ -29,6 +29,8 @@ class SimLink:
     """The tester's node on a :class:`~bab.lmn.simulation.Simulation` (virtual time: a case that waits a minute
     of bus time takes milliseconds)."""
 
+    timing_tolerance = 0.0  # times on the virtual bus are exact
+
     def __init__(self, sim: Simulation, node: LinkNode, name: str = "conformance") -> None:
         self.sim = sim
         self.sim_node = sim.add(name, node)
@@ -48,10 +50,12 @@ class SerialLink:
     """The tester's node on a pyserial port, in real time. Received bytes are stamped with the time the read
     returned, so slot offsets measured here carry the port's read latency (USB adapters: about 1 ms)."""
 
-    def __init__(self, url: str, node: LinkNode, *, baudrate: int = BAUDRATE, poll: float = 0.0005) -> None:
+    def __init__(self, url: str, node: LinkNode, *, baudrate: int = BAUDRATE, poll: float = 0.0005,
+                 timing_tolerance: float = 0.002) -> None:
         import serial
 
         self.node = node
+        self.timing_tolerance = timing_tolerance  # slack for slot measurements (read latency of the port)
         self.poll = poll
         try:
             self.ser = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=2)
