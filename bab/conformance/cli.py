@@ -93,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     meta = {"port": where, "meter": args.meter or "first registered",
             "gateway_timing": "broadcasts every 3 s (0.5 s while empty), presence check every 2 s, reply timeout "
                               "0.75 s; slot grid 10 ms / 5 ms (faster periods than the reference gateway's 14 s / "
-                              "15 s: the spec leaves them to the gateway)"}
+                              "15 s: the spec leaves them to the gateway)",
+            "slot_tolerance_ms": 0.0 if args.port.startswith("sim:") else args.slot_tolerance}
     for path in args.report:
         write(Path(path), results, meta)
     return exit_code(results)
