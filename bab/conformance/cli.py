@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--case", action="append", default=[], help="run only this case (repeatable)")
     p.add_argument("--report", action="append", default=[], help="write a report: FILE.json or FILE.html "
                    "(repeatable)")
+    p.add_argument("--case-timeout", type=float, metavar="S",
+                   help="lower every case's time bound (default 60 s) to S seconds")
     p.add_argument("--state-dir", help="where the software gateway keeps its keys (default: a temporary directory)")
     p.add_argument("--baudrate", type=int, default=921600)
     p.add_argument("--slot-tolerance", type=float, default=2.0, metavar="MS",
@@ -56,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="bab-conformance-")
     try:
         cases = select(args.case or None)
-        opts = Options(state_dir=Path(args.state_dir or tmp.name) / "gateway")
+        opts = Options(state_dir=Path(args.state_dir or tmp.name) / "gateway", max_case_seconds=args.case_timeout)
         if args.meter:
             opts.meter = MeterId.parse(args.meter).server_id
         if args.master_key:
