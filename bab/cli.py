@@ -589,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_parser(sub)
 
+    from bab.conformance.cli import add_parser as add_conformance
+
+    add_conformance(sub)
+
     bus = sub.add_parser("bus", help="a virtual RS-485 bus over TCP for several processes (tests, labs)")
     bus.add_argument("--listen", default="127.0.0.1:7485", help="HOST:PORT (port 0 picks a free one)")
     bus.add_argument("--bit-error-rate", type=float, default=0.0)

@@ -139,6 +139,12 @@ class GatewayStation:
         """True while a conversation with ``address`` is active or queued."""
         return address in self._active or bool(self._queue.get(address))
 
+    @property
+    def idle(self) -> bool:
+        """True when no exchange is in flight and no conversation is active or queued (a tester may then use
+        the bus for frames of its own)."""
+        return self._wait is None and not self._active and not any(self._queue.values())
+
     def next_events(self) -> list[object]:
         out, self._events = self._events, []
         return out

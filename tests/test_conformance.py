@@ -1,0 +1,196 @@
+"""The LMN conformance suite (bab/conformance): every case passes against BAB's real meter runtime on the
+virtual bus; every fault kind of the lab meter makes the case designed for it fail; against silence, garbage and
+a half-conformant meter every case still ends with a verdict and a reason within its time bound; the reports and
+the command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+
+import pytest
+from lmn_helpers import meter
+
+from bab.cli import main
+from bab.conformance import CASES, Verdict
+from bab.conformance.lab import TEST_MASTER_KEY, BabLab
+from bab.conformance.link import SimLink
+from bab.conformance.proof import catching, sweep
+from bab.conformance.report import to_html, to_json
+from bab.conformance.runner import Options, Session, exit_code, run_suite
+from bab.conformance.tester import Tester
+from bab.hdlc.secondary import Transmission
+from bab.lmn.bus import VirtualBus
+from bab.lmn.node import LinkNode
+from bab.lmn.simulation import Simulation
+from bab.sim.catalogue import KINDS
+from bab.tls import wolfssl_binding
+
+needs_tls = pytest.mark.skipif(not wolfssl_binding.available(), reason="wolfSSL binding not built")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+@pytest.fixture(scope="module")
+def bab_results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("conf")
+    lab = BabLab(d / "bab")
+    return run_suite(Session(lab.tester(), Options(master_key=TEST_MASTER_KEY, state_dir=d / "gw")))
+
+
+@needs_tls
+def test_every_case_passes_against_bab(bab_results):
+    failed = [(r.id, r.verdict.value, r.reason) for r in bab_results if r.verdict is not Verdict.PASS]
+    assert not failed
+    assert [r.id for r in bab_results] == list(CASES) and exit_code(bab_results) == 0
+
+
+def test_the_catalogue_has_the_required_cases():
+    tls = {"TLS_B2_GP_01_T", "TLS_B2_GP_02", "TLS_B2_GP_03_T", "TLS_B2_GP_04", "TLS_B2_GP_05_T", "TLS_B2_GP_08",
+           "TLS_B2_FR_02_T", "TLS_B2_FR_03", "TLS_B2_FR_05", "TLS_B2_FR_09", "TLS_B2_FR_11", "TLS_B2_FR_12",
+           "TLS_B2_FR_13", "TLS_B2_FR_18"}
+    assert tls <= set(CASES)
+    for c in CASES.values():
+        assert c.title and c.reference and c.group in {"HDLC", "SML", "SYM", "TLS"}
+        assert c.reference.startswith(("LMN-STACK.md", "TaSK")), c.id
+
+
+@needs_tls
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_fault_kind_makes_its_case_fail(tmp_path, kind):
+    ids = catching(kind)
+    assert ids, f"no conformance case catches the fault kind {kind}: a gap in the suite"
+    results = sweep(kind, tmp_path)
+    assert [r.id for r in results] == ids
+    for r in results:
+        assert r.verdict is Verdict.FAIL, (r.id, r.reason)
+        assert kind in r.catches and r.reason
+
+
+def _all_end_with_a_verdict(results):
+    assert [r.id for r in results] == list(CASES)
+    for r in results:
+        assert r.verdict in (Verdict.FAIL, Verdict.SKIPPED, Verdict.PASS)
+        if r.verdict is not Verdict.PASS:
+            assert r.reason, r.id
+        assert r.duration <= CASES[r.id].budget + 1.0, (r.id, r.duration)
+    assert exit_code(results) == 1
+
+
+def _tester_on(sim: Simulation) -> Tester:
+    t = Tester()
+    t.attach(SimLink(sim, t.node))
+    return t
+
+
+def test_silence_every_case_fails_or_skips_within_its_bound(tmp_path):
+    sim = Simulation(VirtualBus())
+    results = run_suite(Session(_tester_on(sim), Options(master_key=TEST_MASTER_KEY, state_dir=tmp_path)))
+    _all_end_with_a_verdict(results)
+    assert all(r.verdict is not Verdict.PASS for r in results)
+
+
+class Babbler:
+    """A station that sends random bytes (some of them flags) every 50 ms."""
+
+    def __init__(self, seed: int = 5) -> None:
+        self.rng = random.Random(seed)
+        self.next = 0.0
+
+    def frame_received(self, frame, now):
+        pass
+
+    def next_deadline(self):
+        return self.next
+
+    def transmissions_due(self, now):
+        if now < self.next:
+            return []
+        self.next = now + 0.05
+        data = bytes(self.rng.choice((0x7E, self.rng.randrange(256))) for _ in range(48))
+        return [Transmission(now, data)]
+
+
+def test_garbage_every_case_ends_with_a_verdict_within_its_bound(tmp_path):
+    sim = Simulation(VirtualBus())
+    sim.add("babbler", LinkNode([Babbler()]))
+    results = run_suite(Session(_tester_on(sim), Options(master_key=TEST_MASTER_KEY, state_dir=tmp_path)))
+    _all_end_with_a_verdict(results)
+    assert all(r.verdict is not Verdict.PASS for r in results)
+
+
+def test_a_half_conformant_meter_passes_the_link_cases_and_fails_the_rest(tmp_path):
+    sim = Simulation(VirtualBus())
+    sim.add("meter", LinkNode([meter(7, seed=3)]))  # HDLC right, but no SML, SYM or TLS behind selector 3
+    results = run_suite(Session(_tester_on(sim), Options(master_key=TEST_MASTER_KEY, state_dir=tmp_path)))
+    _all_end_with_a_verdict(results)
+    by = {r.id: r for r in results}
+    assert by["HDLC-REG-01"].verdict is Verdict.PASS and by["HDLC-CONN-01"].verdict is Verdict.PASS
+    assert by["SML-FRM-01"].verdict is Verdict.FAIL and by["SYM-PAIR-01"].verdict is Verdict.FAIL
+
+
+@needs_tls
+def test_reports_json_and_offline_html(bab_results):
+    meta = {"port": "sim:"}
+    doc = json.loads(json.dumps(to_json(bab_results, meta), default=str))
+    assert doc["format"] == "bab-conformance-report/1" and doc["passed"] is True
+    assert doc["summary"] == {"pass": len(CASES), "fail": 0, "skipped": 0}
+    first = doc["cases"][0]
+    assert set(first) >= {"id", "title", "reference", "verdict", "reason", "figures", "evidence", "duration_s"}
+    assert first["evidence"] and bytes.fromhex(first["evidence"][0]["hex"])
+    page = to_html(bab_results, meta)
+    assert page.startswith("<!DOCTYPE html>") and all(c in page for c in CASES)
+    for external in ("http://", "https://", "src=", "<link", "<script", "@import"):
+        assert external not in page
+
+
+@needs_tls
+def test_command_against_bab_in_process(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    html = tmp_path / "r.html"
+    assert main(["conformance", "--port", "sim:", "--report", str(out), "--report", str(html)]) == 0
+    assert json.loads(out.read_text())["passed"] is True and "TLS_B2_FR_18" in html.read_text()
+    assert f"{len(CASES)} passed, 0 failed, 0 skipped" in capsys.readouterr().out
+
+
+def test_command_exit_code_is_1_when_a_case_fails(tmp_path, capsys):
+    rc = main(["conformance", "--port", "sim:", "--sim-fault", "wrong_slot", "--case", "HDLC-SLOT-01",
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["cases"][0]["verdict"] == "fail" and "window 0 to 5 ms" in doc["cases"][0]["reason"]
+
+
+def test_command_refuses_bad_options(capsys):
+    assert main(["conformance", "--port", "sim:", "--case", "NO-SUCH"]) == 2
+    assert main(["conformance", "--port", "sim:", "--gateway-key", "x"]) == 2
+    assert main(["conformance", "--port", "/dev/nonexistent-bab-port"]) == 2
+    assert main(["conformance", "--port", "sim:", "--list"]) == 0
+    assert "TLS_B2_GP_01_T" in capsys.readouterr().out
+
+
+def test_command_with_a_master_key_file_and_bad_key(tmp_path, capsys):
+    mk = tmp_path / "mk.hex"
+    mk.write_text(TEST_MASTER_KEY.hex() + "\n")
+    assert main(["conformance", "--port", "sim:", "--master-key", str(mk), "--case", "HDLC-REG-01",
+                 "--case", "SYM-NEG-01"]) == 0
+    mk.write_text("00" * 16)
+    assert main(["conformance", "--port", "sim:", "--master-key", str(mk)]) == 2
+
+
+def test_the_guide_lists_every_case_and_the_fault_table():
+    from pathlib import Path
+
+    guide = (Path(__file__).parent.parent / "docs" / "conformance.md").read_text()
+    listed = re.findall(r"^\| `([A-Z0-9_-]+)` \|", guide, re.M)
+    assert listed == list(CASES)
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z0-9_, -]+) \|$", guide, re.M))
+    assert rows == {k: ", ".join(catching(k)) for k in KINDS}
+    assert f"{len(CASES)} passed, 0 failed, 0 skipped" in guide
