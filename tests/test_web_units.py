@@ -204,3 +204,26 @@ def test_the_gateway_console_keeps_a_bounded_number_of_dropped_meters():
     assert console.meters[newest].state == "dropped"
     kinds = [e.kind for e in console.hub.history]
     assert kinds[-2:] == ["registration", "dropped"]
+
+
+def test_bab_run_with_http_but_without_aiohttp_refuses_to_start(tmp_path):
+    """docs/installing.md: on a Debian-package install (no aiohttp) `http:` is a configuration error, exit 78
+    (EX_CONFIG, which bab.service does not restart), naming what is missing."""
+    cfg = tmp_path / "bab.yaml"
+    cfg.write_text(f"""lmn: {{port: "loop://"}}
+state_dir: {tmp_path / 'state'}
+status_socket: {tmp_path / 'status.sock'}
+http: {{listen: "127.0.0.1:0"}}
+meters:
+  - id: "1BAB0000000005"
+    driver: {{type: simulated}}
+""")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["aiohttp"] = None  # as if not installed: importing it raises ImportError
+        from bab import cli
+        print("RC", cli.main(["run", "--config", {str(cfg)!r}]))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "RC 78" in run.stdout, run.stdout + run.stderr
+    assert "needs aiohttp" in run.stderr
