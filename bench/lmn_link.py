@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import multiprocessing
 import os
-import select
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import time
 import tty
 from pathlib import Path
+
+from pty_frames import read_frames
 
 from bab.hdlc.frame import (
     GATEWAY_ADDRESS,
@@ -233,16 +234,7 @@ class PtyGateway:
 
     def read_frames(self, timeout: float) -> list[tuple[float, Frame]]:
         """Frames arriving within timeout, each with the arrival time of its first chunk."""
-        out = []
-        end = time.perf_counter() + timeout
-        while (left := end - time.perf_counter()) > 0:
-            r, _, _ = select.select([self.master], [], [], left)
-            if not r:
-                break
-            t = time.perf_counter()
-            for f in self.rx.feed(os.read(self.master, 4096), t):
-                out.append((t, f))
-        return out
+        return read_frames(self.master, self.rx, timeout)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import select
 import socket
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ import time
 import tty
 import urllib.request
 from pathlib import Path
+
+from pty_frames import read_frames
 
 from bab.hdlc.frame import GATEWAY_ADDRESS, UI, Kind, encode_frame
 from bab.hdlc.receiver import FrameReceiver
@@ -70,15 +71,7 @@ class Daemon:
             time.sleep(0.05)
 
     def frames(self, timeout: float) -> list:
-        out = []
-        end = time.perf_counter() + timeout
-        while (left := end - time.perf_counter()) > 0:
-            r, _, _ = select.select([self.master], [], [], left)
-            if not r:
-                break
-            t = time.perf_counter()
-            out += [(t, f) for f in self.rx.feed(os.read(self.master, 4096), t)]
-        return out
+        return read_frames(self.master, self.rx, timeout)
 
     def close(self) -> None:
         if self.proc.poll() is not None:
