@@ -73,7 +73,7 @@ class MeterRuntime:
         # TLS + SML/COSEM (1) once a gateway certificate is known, SYM pairing (6) while a master key waits.
         self.security = MeterSecurity(self.state_dir, self.server_id, self.meter_id, config.tls,
                                       counters=self.counters, executor=executor or shared_executor(),
-                                      sym_profile=config.sym_profile())
+                                      sym_profile=config.sym_profile(), clock=clock)
         self.services.update(self.security.services(faulty_sml(self.sml, self.faults, self.server_id)))
         self.sml.model.crypto_reset_hook = self._crypto_reset
 

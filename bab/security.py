@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from bab.hdlc.frame import Selector
 from bab.hdlc.upper import ServerLayer
 from bab.persist import atomic_write
-from bab.schema import Map, Nullable, Str
+from bab.schema import Int, Map, Nullable, Str
 from bab.sym.events import PairingCompleted
 from bab.sym.hdlc_layer import SymServerLayer
 from bab.sym.link import PersistentSymMeter
@@ -55,7 +55,7 @@ from bab.sym.store import SymStore, sym_state_path
 from bab.tls import keys
 from bab.tls.errors import TlsError
 from bab.tls.keys import Curve
-from bab.tls.policy import ValidityPolicy
+from bab.tls.policy import SESSION_LIFETIME_S, ValidityPolicy
 
 log = logging.getLogger("bab.security")
 
@@ -78,6 +78,9 @@ TLS = Map(
         "validity": Str(doc="how the pinned gateway certificate's dates are checked: ignore (the meter has no "
                         "trusted clock; the pin authenticates), system-clock, given-time",
                         default=ValidityPolicy.IGNORE.value, choices=tuple(v.value for v in ValidityPolicy)),
+        "session_lifetime": Int(doc="TLS session lifetime in seconds (TR-03116-3 LMN: 744 h): a session older "
+                                "than this is not resumed, and a connection older than this is closed",
+                                default=SESSION_LIFETIME_S, min=1),
     },
 )
 
@@ -91,6 +94,7 @@ class TlsOptions:
     gateway_cert_file: Path | None = None
     curve: Curve = Curve.BRAINPOOL_P256R1
     validity: ValidityPolicy = ValidityPolicy.IGNORE
+    session_lifetime: int = SESSION_LIFETIME_S
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> TlsOptions:
@@ -102,7 +106,8 @@ class TlsOptions:
 
         return cls(path("key_file"), path("cert_file"), path("gateway_cert_file"),
                    Curve.parse(raw.get("curve") or Curve.BRAINPOOL_P256R1.value),
-                   ValidityPolicy(raw.get("validity") or ValidityPolicy.IGNORE.value))
+                   ValidityPolicy(raw.get("validity") or ValidityPolicy.IGNORE.value),
+                   int(raw.get("session_lifetime") or SESSION_LIFETIME_S))
 
 
 class SecurityError(ValueError):
@@ -138,6 +143,7 @@ class MeterSecurity:
         counters: dict[str, int] | None = None,
         executor: Executor | None = None,
         time_source: Callable[[], dt.datetime] | None = None,
+        clock: Callable[[], float] | None = None,
         on_change: Callable[[], None] | None = None,
         sym_profile: SymProfile | None = None,
     ) -> None:
@@ -153,6 +159,7 @@ class MeterSecurity:
         self.counters = counters if counters is not None else {}
         self.executor = executor
         self.time_source = time_source
+        self.clock = clock  # the runtime's monotonic clock (virtual in simulations): a TLS connection's age
         self.on_change = on_change
         self.tls_dir = self.state_dir / "tls"
         self.key_path = self.tls_dir / "key.pem"
@@ -349,7 +356,8 @@ class MeterSecurity:
         if self._tls_ctx is None or self._tls_ctx_key != ctx_key:
             self.drop_tls_context()
             self._tls_ctx = MeterTlsContext(key_pem=key, cert_pem=cert, peer_cert_pem=gw[0],
-                                            validity=self.options.validity)
+                                            validity=self.options.validity,
+                                            session_lifetime_s=self.options.session_lifetime)
             self._tls_ctx_key = ctx_key
         return self._tls_ctx
 
@@ -360,7 +368,8 @@ class MeterSecurity:
         conn = self.tls_context().new_connection(now=now)
         return TlsServerLayer(conn, inner_factory, executor=self._executor(), on_failure=self._tls_failed,
                               on_established=self._tls_established, on_closed=self._tls_closed,
-                              session_filter=self._session_allowed, name=self.meter_id)
+                              session_filter=self._session_allowed, name=self.meter_id,
+                              clock=self.clock, max_age_s=float(self.options.session_lifetime))
 
     def _executor(self) -> Executor:
         from bab.tls.hdlc_layer import shared_executor

@@ -126,3 +126,25 @@ def test_profile_depth_and_period_reach_the_meter_model(tmp_path):
     cfg = config.loads(text.replace("/var/lib/bab", str(tmp_path)))
     m = MeterRuntime(cfg.meters[0], cfg.lmn, cfg.state_dir, clock=lambda: 0.0)
     assert (m.sml.model.profile.period, m.sml.model.profile.depth) == (300, 12)
+
+
+def test_tls_session_lifetime_reaches_the_tls_context_and_the_connection_age(tmp_path):
+    """tls.session_lifetime (default 744 h): the wolfSSL session timeout and the TLS layer's connection age."""
+    from bab.meter import MeterRuntime
+    from bab.tls import keys, wolfssl_binding
+    from bab.tls.policy import SESSION_LIFETIME_S
+
+    assert config.loads(GOOD).meters[0].tls.session_lifetime == SESSION_LIFETIME_S == 744 * 3600
+    with pytest.raises(ConfigError, match="session_lifetime"):
+        config.loads(GOOD + "    tls: {session_lifetime: 0}\n")
+    cfg = config.loads((GOOD + "    tls: {session_lifetime: 90}\n").replace("/var/lib/bab", str(tmp_path)))
+    now = [5.0]
+    m = MeterRuntime(cfg.meters[0], cfg.lmn, cfg.state_dir, clock=lambda: now[0])
+    assert m.security.options.session_lifetime == 90
+    if not wolfssl_binding.available():
+        return
+    _, gw = keys.generate_identity("SMGW", keys.Curve.SECP256R1)
+    m.security.import_gateway_certificate(gw)
+    layer = m.security._tls_layer(lambda: None)
+    assert layer.max_age_s == 90 and layer.clock() == 5.0
+    assert m.security.tls_context().session_lifetime_s == 90

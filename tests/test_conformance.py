@@ -15,7 +15,7 @@ from lmn_helpers import meter
 
 from bab.cli import main
 from bab.conformance import CASES, Verdict
-from bab.conformance.lab import TEST_MASTER_KEY, BabLab
+from bab.conformance.lab import BAB_DEVIATIONS, LAB_SESSION_LIFETIME, TEST_MASTER_KEY, BabLab
 from bab.conformance.link import SimLink
 from bab.conformance.proof import catching, sweep
 from bab.conformance.report import to_html, to_json
@@ -42,24 +42,45 @@ def _quiet():
 def bab_results(tmp_path_factory):
     d = tmp_path_factory.mktemp("conf")
     lab = BabLab(d / "bab")
-    return run_suite(Session(lab.tester(), Options(master_key=TEST_MASTER_KEY, state_dir=d / "gw")))
+    return run_suite(Session(lab.tester(), Options(master_key=TEST_MASTER_KEY, state_dir=d / "gw",
+                                                   tls_session_lifetime=LAB_SESSION_LIFETIME)))
 
 
 @needs_tls
-def test_every_case_passes_against_bab(bab_results):
-    failed = [(r.id, r.verdict.value, r.reason) for r in bab_results if r.verdict is not Verdict.PASS]
+def test_every_case_passes_against_bab_but_its_named_deviation(bab_results):
+    failed = [(r.id, r.verdict.value, r.reason) for r in bab_results
+              if r.verdict is not Verdict.PASS and r.id not in BAB_DEVIATIONS and r.id != "TLS_B2_FR_16"]
     assert not failed
-    assert [r.id for r in bab_results] == list(CASES) and exit_code(bab_results) == 0
+    assert [r.id for r in bab_results] == list(CASES)
+    by = {r.id: r for r in bab_results}
+    # TLS_B2_FR_02_T: the meter refuses the truncated_hmac ClientHello (TaSK wants it accepted, extension ignored)
+    fr02 = by["TLS_B2_FR_02_T"]
+    assert fr02.verdict is Verdict.FAIL and "did not accept the ClientHello" in fr02.reason
+    assert "handshake_failure" in fr02.reason and exit_code(bab_results) == 1
+    # The DURATION cases waited the lab meter's lifetime; the optional ones ran and passed.
+    assert by["TLS_B2_FR_05"].figures["session_lifetime_s"] == LAB_SESSION_LIFETIME
+    assert by["TLS_B2_FR_13"].figures["closed_after_s"] <= LAB_SESSION_LIFETIME + 5
+    assert by["TLS_B2_FR_13"].figures["close_notify"] is True
+    assert all(by[i].verdict is Verdict.PASS for i in ("TLS_B2_FR_01_T", "TLS_B2_FR_10", "TLS_B2_FR_15"))
+    # Session tickets are off (docs/conformance.md): the optional SESSION_TICKET case is n/a, not a failure.
+    fr16 = by["TLS_B2_FR_16"]
+    assert fr16.verdict is Verdict.NOT_APPLICABLE and "no session ticket" in fr16.reason
 
 
 def test_the_catalogue_has_the_required_cases():
-    tls = {"TLS_B2_GP_01_T", "TLS_B2_GP_02", "TLS_B2_GP_03_T", "TLS_B2_GP_04", "TLS_B2_GP_05_T", "TLS_B2_GP_08",
-           "TLS_B2_FR_02_T", "TLS_B2_FR_03", "TLS_B2_FR_05", "TLS_B2_FR_09", "TLS_B2_FR_11", "TLS_B2_FR_12",
-           "TLS_B2_FR_13", "TLS_B2_FR_18"}
-    assert tls <= set(CASES)
+    """The TaSK B2 cases of the LMN server mapping: mandatory ones, and the optional ones of its recommended
+    profiles (without TLS 1.3), marked optional with their profile."""
+    mandatory = {"TLS_B2_GP_01_T", "TLS_B2_GP_02", "TLS_B2_GP_03_T", "TLS_B2_GP_04", "TLS_B2_GP_05_T",
+                 "TLS_B2_GP_08", "TLS_B2_FR_02_T", "TLS_B2_FR_03", "TLS_B2_FR_05", "TLS_B2_FR_09", "TLS_B2_FR_11",
+                 "TLS_B2_FR_12", "TLS_B2_FR_13", "TLS_B2_FR_18"}
+    optional = {"TLS_B2_FR_01_T": "ENC_THEN_MAC", "TLS_B2_FR_10": "EXT_MASTER_SECRET", "TLS_B2_FR_15": "SESSION_ID",
+                "TLS_B2_FR_16": "SESSION_TICKET"}
+    assert {i for i in CASES if i.startswith("TLS_B2")} == mandatory | set(optional)
+    assert all(CASES[i].optional is None for i in mandatory)
+    assert {i: CASES[i].optional for i in optional} == optional
     for c in CASES.values():
         assert c.title and c.reference and c.group in {"HDLC", "SML", "SYM", "TLS"}
-        assert c.reference.startswith(("LMN-STACK.md", "TaSK")), c.id
+        assert c.reference.startswith(("LMN-STACK.md", "TaSK", "BAB")), c.id
 
 
 @needs_tls
@@ -77,7 +98,7 @@ def test_each_fault_kind_makes_its_case_fail(tmp_path, kind):
 def _all_end_with_a_verdict(results):
     assert [r.id for r in results] == list(CASES)
     for r in results:
-        assert r.verdict in (Verdict.FAIL, Verdict.SKIPPED, Verdict.PASS)
+        assert r.verdict in (Verdict.FAIL, Verdict.SKIPPED, Verdict.PASS, Verdict.NOT_APPLICABLE)
         if r.verdict is not Verdict.PASS:
             assert r.reason, r.id
         assert r.duration <= CASES[r.id].budget + 1.0, (r.id, r.duration)
@@ -140,8 +161,9 @@ def test_a_half_conformant_meter_passes_the_link_cases_and_fails_the_rest(tmp_pa
 def test_reports_json_and_offline_html(bab_results):
     meta = {"port": "sim:"}
     doc = json.loads(json.dumps(to_json(bab_results, meta), default=str))
-    assert doc["format"] == "bab-conformance-report/1" and doc["passed"] is True
-    assert doc["summary"] == {"pass": len(CASES), "fail": 0, "skipped": 0}
+    assert doc["format"] == "bab-conformance-report/1" and doc["passed"] is False  # the named deviation
+    assert doc["summary"] == {"pass": len(CASES) - 2, "fail": 1, "skipped": 0, "n/a": 1}
+    assert {c["id"]: c["optional"] for c in doc["cases"]}["TLS_B2_FR_16"] == "SESSION_TICKET"
     first = doc["cases"][0]
     assert set(first) >= {"id", "title", "reference", "verdict", "reason", "figures", "evidence", "duration_s"}
     assert first["evidence"] and bytes.fromhex(first["evidence"][0]["hex"])
@@ -155,9 +177,20 @@ def test_reports_json_and_offline_html(bab_results):
 def test_command_against_bab_in_process(tmp_path, capsys):
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
-    assert main(["conformance", "--port", "sim:", "--report", str(out), "--report", str(html)]) == 0
-    assert json.loads(out.read_text())["passed"] is True and "TLS_B2_FR_18" in html.read_text()
-    assert f"{len(CASES)} passed, 0 failed, 0 skipped" in capsys.readouterr().out
+    assert main(["conformance", "--port", "sim:", "--report", str(out), "--report", str(html)]) == 1
+    doc = json.loads(out.read_text())
+    assert [c["id"] for c in doc["cases"] if c["verdict"] == "fail"] == list(BAB_DEVIATIONS)
+    assert [c["id"] for c in doc["cases"] if c["verdict"] == "n/a"] == ["TLS_B2_FR_16"]
+    assert "TLS_B2_FR_18" in html.read_text()
+    assert f"{len(CASES) - 2} passed, 1 failed, 0 skipped, 1 n/a" in capsys.readouterr().out
+    # Without the deviating case BAB passes (an n/a optional case does not count against it): exit code 0.
+    ids = [i for i in CASES if i not in BAB_DEVIATIONS]
+    assert main(["conformance", "--port", "sim:", "--report", str(out), *(x for i in ids for x in ("--case", i))]) == 0
+    assert json.loads(out.read_text())["passed"] is True
+    # --no-optional leaves out the optional cases.
+    assert main(["conformance", "--port", "sim:", "--no-optional", "--report", str(out), "--case", "TLS_B2_FR_16",
+                 "--case", "HDLC-REG-01"]) == 0
+    assert [c["id"] for c in json.loads(out.read_text())["cases"]] == ["HDLC-REG-01"]
 
 
 def test_command_exit_code_is_1_when_a_case_fails(tmp_path, capsys):
@@ -193,4 +226,4 @@ def test_the_guide_lists_every_case_and_the_fault_table():
     assert listed == list(CASES)
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z0-9_, -]+) \|$", guide, re.M))
     assert rows == {k: ", ".join(catching(k)) for k in KINDS}
-    assert f"{len(CASES)} passed, 0 failed, 0 skipped" in guide
+    assert f"{len(CASES) - 2} passed, 1 failed, 0 skipped, 1 n/a" in guide and "BAB_DEVIATIONS" in guide

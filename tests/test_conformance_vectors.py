@@ -36,5 +36,5 @@ def test_bab_answers_every_vector_as_a_conformant_meter(tmp_path):
         results += run_vectors(s, VECTORS, ("tls",))
     finally:
         logging.disable(logging.NOTSET)
-    assert len(results) == 7 + 4 + 3 + 5
+    assert len(results) == 7 + 4 + 3 + 10
     assert [r for r in results if not r[1]] == []

@@ -13,6 +13,7 @@ class Verdict(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     SKIPPED = "skipped"
+    NOT_APPLICABLE = "n/a"  # an optional case whose optional feature (TaSK profile) the meter does not offer
 
 
 class CaseFailed(Exception):
@@ -21,6 +22,11 @@ class CaseFailed(Exception):
 
 class CaseSkipped(Exception):
     """Raised inside a case: it cannot be run here (the message says why: a missing key, tool or option)."""
+
+
+class CaseNotApplicable(Exception):
+    """Raised inside an optional case: the meter does not offer the optional feature the case tests (the
+    message says what it did instead). In a mandatory case the runner turns it into a skip."""
 
 
 @dataclass
@@ -49,11 +55,13 @@ class CaseResult:
     evidence: list[Evidence] = field(default_factory=list)
     duration: float = 0.0  # seconds on the tester's clock (virtual time on the simulated bus)
     catches: tuple[str, ...] = ()
+    optional: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "reference": self.reference, "verdict": self.verdict.value,
                 "reason": self.reason, "figures": self.figures, "duration_s": round(self.duration, 4),
-                "catches_faults": list(self.catches), "evidence": [e.to_json() for e in self.evidence]}
+                "optional": self.optional, "catches_faults": list(self.catches),
+                "evidence": [e.to_json() for e in self.evidence]}
 
 
 CaseFunc = Callable[[Any, "Record"], None]
@@ -73,6 +81,7 @@ class Case:
     needs: tuple[str, ...] = ()
     catches: tuple[str, ...] = ()
     budget: float = 60.0  # the longest the case may take (tester clock), whatever the meter does
+    optional: str | None = None  # the optional feature (TaSK profile) the case tests; None: mandatory
 
 
 class Record:
@@ -94,13 +103,14 @@ CASES: dict[str, Case] = {}
 
 
 def case(id: str, title: str, reference: str, *, group: str, needs: tuple[str, ...] = (),
-         catches: tuple[str, ...] = (), budget: float = 60.0) -> Callable[[CaseFunc], CaseFunc]:
+         catches: tuple[str, ...] = (), budget: float = 60.0,
+         optional: str | None = None) -> Callable[[CaseFunc], CaseFunc]:
     """Register a case function in :data:`CASES` (in definition order: the order the suite runs them)."""
 
     def register(func: CaseFunc) -> CaseFunc:
         if id in CASES:
             raise ValueError(f"duplicate conformance case {id}")
-        CASES[id] = Case(id, title, reference, group, func, needs, catches, budget)
+        CASES[id] = Case(id, title, reference, group, func, needs, catches, budget, optional)
         return func
 
     return register

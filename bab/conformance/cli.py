@@ -26,6 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--baudrate", type=int, default=921600)
     p.add_argument("--slot-tolerance", type=float, default=2.0, metavar="MS",
                    help="slack for the slot measurements on a real port (read latency; default 2 ms)")
+    p.add_argument("--tls-session-lifetime", type=float, metavar="S",
+                   help="the meter's TLS session lifetime in seconds (default 744 h, the LMN's; with --port sim: "
+                   "the lab meter's 2 s)")
+    p.add_argument("--max-wait", type=float, default=300.0, metavar="S",
+                   help="longest wait for the session lifetime to pass; longer: the DURATION cases are skipped "
+                   "(default 300 s)")
+    p.add_argument("--no-optional", action="store_true",
+                   help="leave out the optional cases (TaSK's recommended profiles)")
     p.add_argument("--sim-fault", action="append", default=[], metavar="KIND",
                    help="with --port sim: switch this lab fault on in BAB's meter (repeatable)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -53,12 +61,18 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.list:
         for c in CASES.values():
-            print(f"{c.id:16} {c.group:5} {c.title}  [{c.reference}]")
+            optional = f" (optional: {c.optional})" if c.optional else ""
+            print(f"{c.id:16} {c.group:5} {c.title}{optional}  [{c.reference}]")
         return 0
     tmp = tempfile.TemporaryDirectory(prefix="bab-conformance-")
     try:
-        cases = select(args.case or None)
-        opts = Options(state_dir=Path(args.state_dir or tmp.name) / "gateway", max_case_seconds=args.case_timeout)
+        cases = select(args.case or None, optional=not args.no_optional)
+        opts = Options(state_dir=Path(args.state_dir or tmp.name) / "gateway", max_case_seconds=args.case_timeout,
+                       max_wait=args.max_wait)
+        if args.tls_session_lifetime is not None:
+            if args.tls_session_lifetime <= 0:
+                raise ValueError("--tls-session-lifetime must be positive")
+            opts.tls_session_lifetime = args.tls_session_lifetime
         if args.meter:
             opts.meter = MeterId.parse(args.meter).server_id
         if args.master_key:
@@ -72,9 +86,12 @@ def _run(args: argparse.Namespace) -> int:
             opts.gateway_cert_pem = Path(args.gateway_cert).read_bytes()
             opts.meter_cert_pem = Path(args.meter_cert).read_bytes()
         if args.port.startswith("sim:"):
-            from .lab import TEST_MASTER_KEY, BabLab
+            from .lab import LAB_SESSION_LIFETIME, TEST_MASTER_KEY, BabLab
 
-            lab = BabLab(Path(tmp.name) / "bab", faults=[{"kind": k} for k in args.sim_fault] or None)
+            lifetime = int(args.tls_session_lifetime or LAB_SESSION_LIFETIME)
+            opts.tls_session_lifetime = lifetime
+            lab = BabLab(Path(tmp.name) / "bab", faults=[{"kind": k} for k in args.sim_fault] or None,
+                         session_lifetime=lifetime)
             tester = lab.tester()
             if opts.master_key is None:
                 opts.master_key = TEST_MASTER_KEY

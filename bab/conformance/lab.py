@@ -23,6 +23,14 @@ from .tester import Tester
 LAB_METER = "1BAB0000000042"
 #: The published test master key of the conformance vectors (tests/vectors/conformance/sym/).
 TEST_MASTER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+#: The lab meter's TLS session lifetime (``tls.session_lifetime``): short, so that the DURATION cases
+#: (TLS_B2_FR_05, TLS_B2_FR_13) wait seconds, not the 744 h of the field.
+LAB_SESSION_LIFETIME = 2
+#: The cases BAB's meter fails on purpose, and why (docs/conformance.md, "Where BAB fails a case").
+BAB_DEVIATIONS = {
+    "TLS_B2_FR_02_T": "BAB refuses a ClientHello offering truncated_hmac: the system wolfSSL (5.5.4, Debian) would "
+                      "select it, with no switch to ignore it, and TR-03116-3 forbids truncated MACs",
+}
 
 
 class BabLab:
@@ -30,7 +38,8 @@ class BabLab:
     ``meters[].faults``, on from the start; :meth:`fault` switches one on later (as SimControl does)."""
 
     def __init__(self, state_dir: Path, *, master_key: bytes | None = TEST_MASTER_KEY, seed: int = 1,
-                 faults: list[dict[str, Any]] | None = None, meter_id: str = LAB_METER) -> None:
+                 faults: list[dict[str, Any]] | None = None, meter_id: str = LAB_METER,
+                 session_lifetime: int = LAB_SESSION_LIFETIME) -> None:
         self.sim = Simulation(VirtualBus())
         fault_yaml = ""
         if faults:
@@ -42,6 +51,7 @@ state_dir: {state_dir}
 meters:
   - id: "{meter_id}"
     driver: {{type: simulated}}
+    tls: {{session_lifetime: {session_lifetime}}}
 {fault_yaml}""")
         self.meter = MeterRuntime(cfg.meters[0], cfg.lmn, cfg.state_dir, clock=lambda: self.sim.now,
                                   rng=random.Random(seed), executor=InlineExecutor())

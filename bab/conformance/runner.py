@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hdlc_cases, sml_cases, sym_cases, tls_cases  # noqa: F401 - they register their cases
-from .case import CASES, Case, CaseFailed, CaseResult, CaseSkipped, Record, Verdict
+from .case import CASES, Case, CaseFailed, CaseNotApplicable, CaseResult, CaseSkipped, Record, Verdict
 from .tester import Tester
 
 log = logging.getLogger("bab.conformance")
@@ -30,6 +30,9 @@ class Options:
     state_dir: Path | None = None  # where the software gateway keeps keys and pins (SYM pairing)
     register_within: int = 3  # allocation broadcasts a meter may take to register
     max_case_seconds: float | None = None  # lower every case's time bound to this (a quick screening run)
+    tls_session_lifetime: float = 744 * 3600.0  # what the meter declares (TR-03116-3 LMN: 744 h)
+    max_wait: float = 300.0  # the longest a case may wait for the session lifetime to pass (else skipped)
+    optional: bool = True  # run the optional cases (TaSK's recommended profiles)
 
 
 @dataclass
@@ -48,14 +51,16 @@ class Session:
         return self.tester
 
 
-def select(ids: Iterable[str] | None = None) -> list[Case]:
+def select(ids: Iterable[str] | None = None, *, optional: bool = True) -> list[Case]:
+    """The cases named by ``ids`` (default: the whole catalogue), without the optional ones if ``optional`` is
+    False."""
     if ids is None:
-        return list(CASES.values())
+        return [c for c in CASES.values() if optional or c.optional is None]
     wanted = list(ids)
     unknown = [i for i in wanted if i not in CASES]
     if unknown:
         raise KeyError(f"unknown conformance case(s): {', '.join(unknown)}")
-    return [c for c in CASES.values() if c.id in wanted]
+    return [c for c in CASES.values() if c.id in wanted and (optional or c.optional is None)]
 
 
 def run_case(session: Session, c: Case) -> CaseResult:
@@ -73,6 +78,9 @@ def run_case(session: Session, c: Case) -> CaseResult:
         verdict, reason = Verdict.FAIL, str(exc)
     except CaseSkipped as exc:
         verdict, reason = Verdict.SKIPPED, str(exc)
+    except CaseNotApplicable as exc:
+        verdict = Verdict.NOT_APPLICABLE if c.optional else Verdict.SKIPPED
+        reason = str(exc)
     except Exception as exc:  # a meter that breaks the tester's expectations fails the case, not the suite
         log.debug("case %s raised", c.id, exc_info=True)
         verdict, reason = Verdict.FAIL, f"tester could not complete the case: {type(exc).__name__}: {exc}"
@@ -80,7 +88,7 @@ def run_case(session: Session, c: Case) -> CaseResult:
         tester.deadline = float("inf")
         tester.resume()
     return CaseResult(c.id, c.title, c.reference, verdict, reason, record.figures, record.evidence,
-                      tester.now - start, c.catches)
+                      tester.now - start, c.catches, c.optional)
 
 
 def run_suite(session: Session, cases: Iterable[Case] | None = None) -> list[CaseResult]:
@@ -95,6 +103,13 @@ def run_suite(session: Session, cases: Iterable[Case] | None = None) -> list[Cas
     return results
 
 
+def passed(results: list[CaseResult]) -> bool:
+    """Every case passed; an optional case may instead be n/a (its optional feature is not offered)."""
+    return (any(r.verdict is Verdict.PASS for r in results)
+            and all(r.verdict is Verdict.PASS or (r.verdict is Verdict.NOT_APPLICABLE and r.optional)
+                    for r in results))
+
+
 def exit_code(results: list[CaseResult]) -> int:
-    """0 only when every case passed."""
-    return 0 if results and all(r.verdict is Verdict.PASS for r in results) else 1
+    """0 only when every case passed (optional ones: passed or n/a)."""
+    return 0 if passed(results) else 1

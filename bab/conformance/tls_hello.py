@@ -18,7 +18,11 @@ OTHER_GROUPS = {29: "x25519", 30: "x448", 25: "secp521r1"}
 OTHER_SUITES = {0xCCA9: "ECDHE-ECDSA-CHACHA20-POLY1305", 0xC009: "ECDHE-ECDSA-AES128-SHA",
                 0xC00A: "ECDHE-ECDSA-AES256-SHA", 0xC02F: "ECDHE-RSA-AES128-GCM-SHA256",
                 0x009C: "RSA-AES128-GCM-SHA256", 0x002F: "RSA-AES128-SHA"}
-SIGALGS = (0x0403, 0x0503, 0x0603, 0x081A, 0x081B, 0x081C)
+#: The signature algorithms of the LMN (TaSK's LMN common specification: ECDSA with SHA-256/384/512).
+TR_SIGALGS = (0x0403, 0x0503, 0x0603)
+#: Signature algorithms outside it: ECDSA with SHA-1 and SHA-224, RSA PKCS#1 and PSS with SHA-256.
+OTHER_SIGALGS = {0x0203: "ecdsa_sha1", 0x0303: "ecdsa_sha224", 0x0401: "rsa_pkcs1_sha256",
+                 0x0804: "rsa_pss_rsae_sha256"}
 ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
           40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate", 45: "certificate_expired",
           47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error", 51: "decrypt_error",
@@ -29,27 +33,58 @@ def _ext(code: int, body: bytes) -> bytes:
     return struct.pack(">HH", code, len(body)) + body
 
 
-def client_hello(*, version: int = 0x0303, record_version: int = 0x0301, suites: tuple[int, ...] = tuple(TR_SUITES),
-                 groups: tuple[int, ...] = tuple(TR_GROUPS), compression: tuple[int, ...] = (0,),
-                 max_fragment_length: int | None = None, supported_versions: tuple[int, ...] | None = None,
-                 extra: bytes = b"", random: bytes | None = None) -> bytes:
-    """One ClientHello record (``max_fragment_length``: the RFC 6066 code, 1 = 512 bytes; ``random``: the
-    32-byte client random, fresh by default)."""
-    exts = _ext(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
-    exts += _ext(11, b"\x01\x00")
-    exts += _ext(13, struct.pack(">H", 2 * len(SIGALGS)) + b"".join(struct.pack(">H", a) for a in SIGALGS))
-    if max_fragment_length is not None:
-        exts += _ext(1, bytes((max_fragment_length,)))
-    if supported_versions is not None:
-        exts += _ext(43, bytes((2 * len(supported_versions),)) + b"".join(struct.pack(">H", v)
-                                                                          for v in supported_versions))
-    exts += extra
-    body = struct.pack(">H", version) + (random if random is not None else os.urandom(32)) + b"\x00"
+def build_client_hello(*, client_random: bytes, session_id: bytes = b"", version: int = 0x0303,
+                       suites: tuple[int, ...] = tuple(TR_SUITES), groups: tuple[int, ...] = tuple(TR_GROUPS),
+                       sigalgs: tuple[int, ...] | None = TR_SIGALGS, compression: tuple[int, ...] = (0,),
+                       extensions: list[tuple[int, bytes]] | tuple[tuple[int, bytes], ...] = ()) -> bytes:
+    """The body of a ClientHello handshake message: supported_groups, ec_point_formats (uncompressed) and
+    signature_algorithms (left out with ``sigalgs=None``), then ``extensions`` as (code, body) pairs."""
+    exts = b""
+    if groups:
+        exts += _ext(10, struct.pack(">H", 2 * len(groups)) + b"".join(struct.pack(">H", g) for g in groups))
+        exts += _ext(11, b"\x01\x00")
+    if sigalgs is not None:
+        exts += _ext(13, struct.pack(">H", 2 * len(sigalgs)) + b"".join(struct.pack(">H", a) for a in sigalgs))
+    for code, ext_body in extensions:
+        exts += _ext(code, ext_body)
+    body = struct.pack(">H", version) + client_random + bytes((len(session_id),)) + session_id
     body += struct.pack(">H", 2 * len(suites)) + b"".join(struct.pack(">H", c) for c in suites)
     body += bytes((len(compression),)) + bytes(compression)
     body += struct.pack(">H", len(exts)) + exts
+    return body
+
+
+def client_hello(*, version: int = 0x0303, record_version: int = 0x0301, suites: tuple[int, ...] = tuple(TR_SUITES),
+                 groups: tuple[int, ...] = tuple(TR_GROUPS), sigalgs: tuple[int, ...] | None = TR_SIGALGS,
+                 compression: tuple[int, ...] = (0,), max_fragment_length: int | None = None,
+                 supported_versions: tuple[int, ...] | None = None, extra: bytes = b"",
+                 random: bytes | None = None) -> bytes:
+    """One ClientHello record (``max_fragment_length``: the RFC 6066 code, 1 = 512 bytes; ``random``: the
+    32-byte client random, fresh by default; ``extra``: raw extension bytes appended)."""
+    exts: list[tuple[int, bytes]] = []
+    if max_fragment_length is not None:
+        exts.append((1, bytes((max_fragment_length,))))
+    if supported_versions is not None:
+        exts.append((43, bytes((2 * len(supported_versions),)) + b"".join(struct.pack(">H", v)
+                                                                          for v in supported_versions)))
+    body = build_client_hello(client_random=random if random is not None else os.urandom(32), version=version,
+                              suites=suites, groups=groups, sigalgs=sigalgs, compression=compression,
+                              extensions=exts)
+    if extra:  # raw extension bytes: patch them into the extensions block
+        head, block = _split_extensions(body)
+        block += extra
+        body = head + struct.pack(">H", len(block)) + block
     hs = b"\x01" + len(body).to_bytes(3, "big") + body
     return struct.pack(">BHH", 22, record_version, len(hs)) + hs
+
+
+def _split_extensions(body: bytes) -> tuple[bytes, bytes]:
+    """A ClientHello body cut into everything before the extensions length, and the extensions block."""
+    q = 34
+    q += 1 + body[q]
+    q += 2 + struct.unpack(">H", body[q:q + 2])[0]
+    q += 1 + body[q]
+    return body[:q], body[q + 2:]
 
 
 @dataclass

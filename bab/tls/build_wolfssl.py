@@ -139,6 +139,7 @@ WOLFSSL_CTX *wolfSSL_CTX_new(WOLFSSL_METHOD *);
 void wolfSSL_CTX_free(WOLFSSL_CTX *);
 int wolfSSL_CTX_up_ref(WOLFSSL_CTX *);
 int wolfSSL_CTX_set_cipher_list(WOLFSSL_CTX *, const char *);
+int wolfSSL_set_cipher_list(WOLFSSL *, const char *);
 int wolfSSL_CTX_use_certificate_buffer(WOLFSSL_CTX *, const unsigned char *, long, int);
 int wolfSSL_CTX_use_PrivateKey_buffer(WOLFSSL_CTX *, const unsigned char *, long, int);
 int wolfSSL_CTX_check_private_key(const WOLFSSL_CTX *);

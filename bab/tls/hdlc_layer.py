@@ -112,6 +112,9 @@ class TlsServerLayer:
     sessions resumed from before a crypto-reset or pairing (wolfSSL's session cache is process-wide and
     cannot be flushed through the binding).
     ``name``: the meter's name in log lines.
+    ``clock`` and ``max_age_s``: the runtime's monotonic clock and the TLS session lifetime (TR-03116-3 LMN:
+    744 h). A connection older than that is ended by the meter at the gateway's next poll: close_notify, then
+    DM (TaSK TLS_B2_FR_13); the gateway's next SNRM starts a fresh handshake.
     """
 
     def __init__(
@@ -125,8 +128,14 @@ class TlsServerLayer:
         on_closed: Callable[[], None] | None = None,
         session_filter: Callable[[bytes | None, bool], bool] | None = None,
         name: str = "meter",
+        clock: Callable[[], float] | None = None,
+        max_age_s: float | None = None,
     ) -> None:
         self.tls = tls
+        self.clock = clock
+        self.max_age_s = max_age_s
+        self.established_at: float | None = None
+        self.expired = False  # ended because it outlived the session lifetime
         self.session_filter = session_filter
         self.session_id: bytes | None = None  # from our ServerHello
         self.inner_factory = inner_factory
@@ -155,6 +164,7 @@ class TlsServerLayer:
 
     def data_to_send(self, max_size: int) -> bytes:
         self._advance()
+        self._check_age()
         if self._partial:
             chunk, self._partial = self._partial[:max_size], self._partial[max_size:]
             return chunk
@@ -167,6 +177,8 @@ class TlsServerLayer:
             return record
         if self.error is not None:
             raise TlsLayerClosed(f"TLS failed: {self.error.reason.value}")
+        if self.expired:
+            raise TlsLayerClosed("TLS connection reached the session lifetime")
         return b""
 
     def is_busy(self) -> bool:
@@ -194,6 +206,20 @@ class TlsServerLayer:
             self.on_closed()
 
     # --- internals ----------------------------------------------------------------------------------------
+
+    def _check_age(self) -> None:
+        """End a connection that outlived the session lifetime: our close_notify goes out first."""
+        if (self.expired or self.established_at is None or self.clock is None or self.max_age_s is None
+                or self.error is not None or self._running()):
+            return
+        age = self.clock() - self.established_at
+        if age < self.max_age_s:
+            return
+        self.expired = True
+        log.info("%s: TLS connection closed after %.0f s (session lifetime %.0f s)", self.name, age,
+                 self.max_age_s, extra={"meter_id": self.name, "layer": "tls"})
+        self.tls.close()
+        self._collect_output()
 
     def _running(self) -> bool:
         return self._future is not None and not self._future.done()
@@ -242,6 +268,7 @@ class TlsServerLayer:
     def _after_step(self) -> None:
         if not self.established and self.tls.handshake_complete:
             self.established = True
+            self.established_at = self.clock() if self.clock is not None else None
             info = self.tls.info
             reused = bool(info is not None and info.session_reused)
             if self.session_filter is not None and not self.session_filter(self.session_id, reused):

@@ -34,18 +34,26 @@ Policy (enforced by configuration *and* checked again after every handshake):
   ``GIVEN_TIME`` with ``now`` passed to the connection).
 * No compression (Debian's libwolfssl is built without zlib; only the null method is ever selected), no
   renegotiation (the library is built without secure renegotiation; a renegotiating ClientHello fails the
-  connection).
+  connection with unexpected_message).
+* No truncated MACs: this wolfSSL accepts a client's truncated_hmac request (RFC 6066) unconditionally (no
+  switch to ignore it) and would then cut a CBC suite's MAC to 80 bits, which TR-03116-3 forbids. A client
+  offering truncated_hmac is therefore served on the two GCM suites only (the extension is echoed, but an
+  AEAD suite has no MAC to truncate; checked again after the handshake), and refused with handshake_failure
+  when it offers CBC suites only. TaSK's TLS_B2_FR_02_T offers exactly that (each CBC suite alone) and
+  expects the extension to be ignored: BAB fails that case on purpose (docs/conformance.md).
 * max_fragment_length: wolfSSL honours the client's request; with 2^9 every record we send carries at most
   512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
-* Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``; session tickets are off so
-  the lifetime is the cache's). wolfSSL's session cache is process-wide: a session resumes on whichever
-  pinned context the resuming ClientHello is given (all of one :class:`MeterTlsContext` share a session-ID
-  context), and 5.5.4 resumes a session even across contexts whose session-ID context differs; the
-  post-handshake check compares the resumed session's peer certificate with *this* context's pin, so a
-  session from another pairing is refused (close_notify, no application data accepted) and removed from the
-  cache (the client's next attempt is a full handshake). That refusal comes after our Finished, when an
-  alert would have to be encrypted, and wolfSSL 5.5.4 has no call to send one: the client gets an encrypted
-  close_notify and then the end of the connection.
+* Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``). Session tickets (RFC 5077) are
+  off: with them on, this wolfSSL (5.5.4, its default ticket callback) issues the first ticket of a context and
+  then fails every further handshake that would issue one (error 1, unknown error number), so the lifetime is
+  the session cache's (TaSK's optional TLS_B2_FR_16 is n/a for BAB). wolfSSL's session cache is process-wide: a
+  session resumes on whichever pinned context the resuming ClientHello is given (all of one
+  :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a session even across contexts whose
+  session-ID context differs; the post-handshake check compares the resumed session's peer certificate with
+  *this* context's pin, so a session from another pairing is refused (close_notify, no application data
+  accepted) and removed from the cache (the client's next attempt is a full handshake). That refusal comes after
+  our Finished, when an alert would have to be encrypted, and wolfSSL 5.5.4 has no call to send one: the client
+  gets an encrypted close_notify and then the end of the connection.
 * Keys are handed to wolfSSL as SEC1 (RFC 5915) DER: wolfSSL 5.5.4 mis-reads brainpool keys in PKCS#8 form
   (the handshake then fails at the peer with a bad ServerKeyExchange signature).
 
@@ -78,6 +86,7 @@ from bab.tls.errors import ALERT_FOR, TlsError, TlsFailure, TlsStateError, tls_e
 from bab.tls.policy import (
     CIPHER_SUITE_IDS,
     CIPHER_SUITES,
+    GCM_SUITES,
     GROUPS,
     SESSION_LIFETIME_S,
     SIGALGS,
@@ -473,6 +482,17 @@ class MeterTlsServer:
                 f"client offered none of the four TR-03116-3 suites ({suites})",
                 alert="handshake_failure",
             )
+        elif hello.truncated_hmac and not set(hello.cipher_suites) & {CIPHER_SUITE_IDS[n] for n in GCM_SUITES}:
+            # wolfSSL (5.5.4 as packaged by Debian, built with HAVE_TRUNCATED_HMAC) always accepts the
+            # extension and then truncates the CBC MACs to 80 bits; it has no switch to ignore it. TR-03116-3
+            # forbids truncated HMAC (TaSK profile NO_TRUNC_HMAC). With a GCM suite on offer the connection is
+            # served on GCM only (no MAC to truncate, see _attach); with CBC suites only it is refused here.
+            exc = tls_error(
+                TlsFailure.HANDSHAKE_FAILURE,
+                "client offers truncated_hmac (RFC 6066) with CBC suites only: TR-03116-3 forbids truncated MACs "
+                "and this wolfSSL would truncate them",
+                alert="handshake_failure",
+            )
         elif 0 not in hello.compression_methods:
             exc = tls_error(
                 TlsFailure.HANDSHAKE_FAILURE,
@@ -515,6 +535,10 @@ class MeterTlsServer:
         self._ssl = ssl
         self._wctx = wctx
         self.group = group
+        # wolfSSL would truncate a CBC suite's MAC for a truncated_hmac client: serve it on the AEAD suites only.
+        if (self._hello is not None and self._hello.truncated_hmac
+                and lib.wolfSSL_set_cipher_list(ssl, ":".join(GCM_SUITES).encode()) != lib.WOLFSSL_SUCCESS):
+            self._refuse(tls_error(TlsFailure.INTERNAL_ERROR, "cannot restrict the suites to GCM"), b"")
         lib.wolfSSL_SetIOReadCtx(ssl, self._io.handle)
         lib.wolfSSL_SetIOWriteCtx(ssl, self._io.handle)
 
@@ -541,6 +565,9 @@ class MeterTlsServer:
         suite = ffi.string(lib.wolfSSL_get_cipher_name(ssl)).decode()
         if suite not in CIPHER_SUITE_IDS:
             raise tls_error(TlsFailure.NO_SHARED_CIPHER, f"negotiated {suite}", alert="handshake_failure")
+        if self._hello is not None and self._hello.truncated_hmac and suite not in GCM_SUITES:
+            raise tls_error(TlsFailure.HANDSHAKE_FAILURE, f"truncated_hmac offered and {suite} negotiated",
+                            alert="handshake_failure")
         reused = bool(lib.wolfSSL_session_reused(ssl))
         group: keys.Curve | None = None
         if not reused:

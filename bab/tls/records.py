@@ -121,6 +121,7 @@ class ClientHelloSummary:
     max_fragment_length: int | None = None  # RFC 6066 code (1 = 512)
     compression_methods: bytes = b""
     session_id: bytes = b""  # the session the client asks to resume (empty: a full handshake)
+    truncated_hmac: bool = False  # the RFC 6066 truncated_hmac extension (type 4) is offered
 
     def offers_tls12(self) -> bool:
         if self.supported_versions is not None:
@@ -187,7 +188,8 @@ def _parse_hello_body(b: bytes) -> ClientHelloSummary:
     hello.compression_methods = take(u8())
     if pos == len(b):
         return hello
-    ext_end = pos + u16()
+    ext_len = u16()  # read before taking pos: the block starts after its length field
+    ext_end = pos + ext_len
     while pos + 4 <= ext_end:
         ext_type = u16()
         data = take(u16())
@@ -198,4 +200,6 @@ def _parse_hello_body(b: bytes) -> ClientHelloSummary:
             hello.supported_versions = [int.from_bytes(data[1 + i : 3 + i], "big") for i in range(0, data[0] - 1, 2)]
         elif ext_type == 1 and len(data) == 1:  # max_fragment_length
             hello.max_fragment_length = data[0]
+        elif ext_type == 4:  # truncated_hmac
+            hello.truncated_hmac = True
     return hello
