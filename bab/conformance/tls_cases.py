@@ -55,6 +55,7 @@ G = "TLS"
 TASK = "TaSK TR-03116-TS B2"
 TR_CURVES = {"brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "secp256r1", "secp384r1"}
 _SIG_HASH = {0x0403: "sha256", 0x0503: "sha384", 0x0603: "sha512"}
+_ONE_SUITE = (next(iter(TR_SUITES)),)  # "a suite supported according to the ICS"
 
 
 # --- credentials and the two kinds of client ---------------------------------------------------------------
@@ -155,6 +156,13 @@ def _refused(rec, flight: ServerFlight, expected: str, what: str) -> None:  # ty
     _alert_note(rec, what, flight.alert, expected)
 
 
+def _hello_refused(s, rec, hello: bytes, expected: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    """One ClientHello the meter must refuse: an alert (``expected`` or another), no ServerHello."""
+    f = raw(s, rec, [hello], f"ClientHello with {what}")
+    rec.figure("answer", f.summary())
+    _refused(rec, f, expected, what)
+
+
 def _probe_refused(rec, p: TlsProbe, expected: str, what: str) -> None:  # type: ignore[no-untyped-def]
     check(not p.established, f"{what}: the handshake completed")
     check(p.alert is not None, f"{what}: the meter sent no alert ({p.summary()})")
@@ -189,9 +197,7 @@ def gp01(s, rec) -> None:  # type: ignore[no-untyped-def]
       f"{TASK} TLS_B2_GP_02: a ClientHello (TLS 1.2, valid curves) offering only suites the ICS does not list "
       "(CBC-SHA1, ChaCha20, RSA key exchange, ECDHE-RSA) gets a handshake_failure alert, no channel", group=G)
 def gp02(s, rec) -> None:  # type: ignore[no-untyped-def]
-    f = raw(s, rec, [client_hello(suites=tuple(OTHER_SUITES))], "ClientHello with non-ICS suites")
-    rec.figure("answer", f.summary())
-    _refused(rec, f, "handshake_failure", "non-ICS suites")
+    _hello_refused(s, rec, client_hello(suites=tuple(OTHER_SUITES)), "handshake_failure", "non-ICS suites")
 
 
 @case("TLS_B2_GP_03_T", "each ICS signature algorithm alone: accepted and used",
@@ -223,10 +229,8 @@ def gp03(s, rec) -> None:  # type: ignore[no-untyped-def]
       f"{TASK} TLS_B2_GP_04: a ClientHello offering an ECC suite of the ICS but only elliptic curves outside it "
       "(X25519, X448, secp521r1) gets a handshake_failure alert, no channel", group=G)
 def gp04(s, rec) -> None:  # type: ignore[no-untyped-def]
-    f = raw(s, rec, [client_hello(suites=(next(iter(TR_SUITES)),), groups=tuple(OTHER_GROUPS))],
-            "ClientHello with non-ICS curves")
-    rec.figure("answer", f.summary())
-    _refused(rec, f, "handshake_failure", "non-ICS curves")
+    _hello_refused(s, rec, client_hello(suites=_ONE_SUITE, groups=tuple(OTHER_GROUPS)), "handshake_failure",
+                   "non-ICS curves")
 
 
 @case("TLS_B2_GP_05_T", "no downgrade to a version outside the ICS",
@@ -250,10 +254,8 @@ def gp05(s, rec) -> None:  # type: ignore[no-untyped-def]
       "algorithms the LMN does not allow (ECDSA with SHA-1 or SHA-224, RSA) gets a handshake_failure alert, "
       "no channel", group=G)
 def gp08(s, rec) -> None:  # type: ignore[no-untyped-def]
-    f = raw(s, rec, [client_hello(suites=(next(iter(TR_SUITES)),), sigalgs=tuple(OTHER_SIGALGS))],
-            "ClientHello with non-LMN signature algorithms")
-    rec.figure("answer", f.summary())
-    _refused(rec, f, "handshake_failure", "non-LMN signature algorithms")
+    _hello_refused(s, rec, client_hello(suites=_ONE_SUITE, sigalgs=tuple(OTHER_SIGALGS)), "handshake_failure",
+                   "non-LMN signature algorithms")
 
 
 # --- TaSK B2 Further Requirements ------------------------------------------------------------------------

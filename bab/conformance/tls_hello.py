@@ -129,6 +129,31 @@ class ServerFlight:
         return "no answer"
 
 
+def server_hello_extensions(body: bytes) -> dict[int, bytes]:
+    """The extensions of a ServerHello body (RFC 5246 7.4.1.3), code -> data."""
+    out: dict[int, bytes] = {}
+    q = 38 + body[34]  # version, random, session ID, suite, compression
+    if q + 2 <= len(body):
+        end = q + 2 + struct.unpack(">H", body[q:q + 2])[0]
+        q += 2
+        while q + 4 <= end:
+            code, ln = struct.unpack(">HH", body[q:q + 4])
+            out[code] = body[q + 4:q + 4 + ln]
+            q += 4 + ln
+    return out
+
+
+def certificate_list(body: bytes) -> list[bytes]:
+    """The DER certificates of a Certificate message body (RFC 5246 7.4.2), in order."""
+    out = []
+    q, end = 3, 3 + int.from_bytes(body[:3], "big")
+    while q + 3 <= end:
+        ln = int.from_bytes(body[q:q + 3], "big")
+        out.append(body[q + 3:q + 3 + ln])
+        q += 3 + ln
+    return out
+
+
 def read_flight(data: bytes) -> ServerFlight:
     """Parse the meter's answer (never raises: what cannot be parsed is left out)."""
     out = ServerFlight()
@@ -153,21 +178,9 @@ def read_flight(data: bytes) -> ServerFlight:
         try:
             if t == 2:
                 out.server_hello = body
-                sid_len = body[34]
-                q = 38 + sid_len
-                if q + 2 <= len(body):
-                    end = q + 2 + struct.unpack(">H", body[q:q + 2])[0]
-                    q += 2
-                    while q + 4 <= end:
-                        code, ln = struct.unpack(">HH", body[q:q + 4])
-                        out.extensions[code] = body[q + 4:q + 4 + ln]
-                        q += 4 + ln
+                out.extensions = server_hello_extensions(body)
             elif t == 11:
-                q, end = 3, 3 + int.from_bytes(body[:3], "big")
-                while q + 3 <= end:
-                    ln = int.from_bytes(body[q:q + 3], "big")
-                    out.certificates.append(body[q + 3:q + 3 + ln])
-                    q += 3 + ln
+                out.certificates = certificate_list(body)
             elif t == 12 and body[0] == 3:
                 out.key_exchange_group = struct.unpack(">H", body[1:3])[0]
             elif t == 14:

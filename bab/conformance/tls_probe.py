@@ -33,7 +33,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bab.tls import keys
 from bab.tls.records import ALERT_CODES, ALERT_DESCRIPTIONS, RecordSplitter
 
-from .tls_hello import TR_GROUPS, TR_SIGALGS, TR_SUITES, build_client_hello
+from .tls_hello import (
+    TR_GROUPS,
+    TR_SIGALGS,
+    TR_SUITES,
+    build_client_hello,
+    certificate_list,
+    server_hello_extensions,
+)
 
 _CURVES: dict[int, type[ec.EllipticCurve]] = {23: ec.SECP256R1, 24: ec.SECP384R1, 26: ec.BrainpoolP256R1,
                                               27: ec.BrainpoolP384R1, 28: ec.BrainpoolP512R1}
@@ -378,11 +385,7 @@ class TlsProbe:
         if kind == 2:
             self._server_hello(body)
         elif kind == 11:
-            q, end = 3, 3 + int.from_bytes(body[:3], "big")
-            while q + 3 <= end:
-                ln = int.from_bytes(body[q:q + 3], "big")
-                self.certificates.append(body[q + 3:q + 3 + ln])
-                q += 3 + ln
+            self.certificates = certificate_list(body)
         elif kind == 12:
             self._server_key_exchange(body)
         elif kind == 13:
@@ -410,14 +413,7 @@ class TlsProbe:
         q = 35 + sid_len
         self.suite = struct.unpack(">H", body[q:q + 2])[0]
         self.compression = body[q + 2]
-        q += 3
-        if q + 2 <= len(body):
-            end = q + 2 + struct.unpack(">H", body[q:q + 2])[0]
-            q += 2
-            while q + 4 <= end:
-                code, ln = struct.unpack(">HH", body[q:q + 4])
-                self.server_extensions[code] = body[q + 4:q + 4 + ln]
-                q += 4 + ln
+        self.server_extensions = server_hello_extensions(body)
         if self.server_version != 0x0303:
             raise ProbeError(f"ServerHello version {self.server_version:04x}, not TLS 1.2")
         if self.suite not in SUITES or self.suite not in self.o.suites:
