@@ -1,7 +1,8 @@
 """`bab conformance` as a process in real time on a pyserial URL: `bab run` and the suite joined by the TCP
 virtual bus (`socket://`), as a lab tests a meter behind a USB-RS485 adapter. The link, connection and SML cases
-(the slot grid is not timed over TCP). And on a bus that is silent or carries only garbage, every case ends
-with a failure and its reason (bounded by --case-timeout)."""
+(the slot grid is not timed over TCP); the pairing and the TaSK TLS cases with the probe, in real time, against
+a `bab run` meter with a 2 s TLS session lifetime. And on a bus that is silent or carries only garbage, every
+case ends with a failure and its reason (bounded by --case-timeout)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from bab.lmn.hub import serve_bus
 METER = "1BAB0000000021"
 CASES = ("HDLC-REG-01", "HDLC-CONN-01", "HDLC-DM-01", "SML-GPP-01", "SML-ERR-01")
 ROBUST = ("HDLC-REG-01", "HDLC-SEQ-01", "SML-GPP-01", "TLS_B2_GP_02")
+TLS = ("SYM-PAIR-01", "TLS_B2_GP_01_T", "TLS_B2_FR_09", "TLS_B2_FR_13", "TLS_B2_FR_15", "TLS-APP-01")
 
 
-async def test_conformance_command_over_a_socket_url_against_bab_run(tmp_path):
+@pytest.mark.parametrize("cases", [CASES, TLS], ids=["link-sml", "pairing-tls"])
+async def test_conformance_command_over_a_socket_url_against_bab_run(tmp_path, cases):
     server = await serve_bus("127.0.0.1", 0)
     url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     cfg = tmp_path / "bab.yaml"
@@ -31,12 +34,19 @@ status_socket: {tmp_path / 'status.sock'}
 meters:
   - id: "{METER}"
     driver: {{type: simulated}}
+    tls: {{session_lifetime: 2}}
 """)
+    mk = tmp_path / "mk.hex"
+    mk.write_text("00112233445566778899aabbccddeeff\n")
+    keys = subprocess.run([sys.executable, "-m", "bab.cli", "keys", "-c", str(cfg), "set-master-key", "--meter",
+                           METER, str(mk)], capture_output=True, text=True, timeout=60)
+    assert keys.returncode == 0, keys.stdout + keys.stderr
     proc = subprocess.Popen([sys.executable, "-m", "bab.cli", "run", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     report = tmp_path / "report.json"
     argv = [sys.executable, "-m", "bab.cli", "conformance", "--port", url, "--meter", METER,
-            "--report", str(report), *(x for c in CASES for x in ("--case", c))]
+            "--master-key", str(mk), "--tls-session-lifetime", "2",
+            "--report", str(report), *(x for c in cases for x in ("--case", c))]
     loop = asyncio.get_running_loop()
     try:
         await asyncio.sleep(1.5)  # bab run joins the bus (a late meter would only fail REG-01's broadcast limit)
@@ -46,8 +56,8 @@ meters:
         stop(proc)
         server.close()
     doc = json.loads(report.read_text())
-    assert [c["id"] for c in doc["cases"]] == list(CASES)
-    assert [c["verdict"] for c in doc["cases"]] == ["pass"] * len(CASES), (done.stdout, doc["cases"])
+    assert [c["id"] for c in doc["cases"]] == list(cases)
+    assert [c["verdict"] for c in doc["cases"]] == ["pass"] * len(cases), (done.stdout, doc["cases"])
     assert done.returncode == 0 and doc["port"] == url
 
 
