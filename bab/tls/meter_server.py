@@ -45,8 +45,9 @@ Policy (enforced by configuration *and* checked again after every handshake):
   512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
 * Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``). Session tickets (RFC 5077) are
   off: with them on, this wolfSSL (5.5.4, its default ticket callback) issues the first ticket of a context and
-  then fails every further handshake that would issue one (error 1, unknown error number), so the lifetime is
-  the session cache's (TaSK's optional TLS_B2_FR_16 is n/a for BAB). wolfSSL's session cache is process-wide: a
+  then fails every further handshake that would issue one (error 1, unknown error number) whenever the session
+  timeout exceeds its ticket key lifetime of 1 h, as the LMN's 744 h does; so the lifetime is the session
+  cache's (TaSK's optional TLS_B2_FR_16 is n/a for BAB). wolfSSL's session cache is process-wide: a
   session resumes on whichever pinned context the resuming ClientHello is given (all of one
   :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a session even across contexts whose
   session-ID context differs; the post-handshake check compares the resumed session's peer certificate with
