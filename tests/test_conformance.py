@@ -227,3 +227,20 @@ def test_the_guide_lists_every_case_and_the_fault_table():
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z0-9_, -]+) \|$", guide, re.M))
     assert rows == {k: ", ".join(catching(k)) for k in KINDS}
     assert f"{len(CASES) - 2} passed, 1 failed, 0 skipped, 1 n/a" in guide and "BAB_DEVIATIONS" in guide
+
+
+def test_the_duration_cases_wait_only_within_max_wait():
+    """The field's 744 h lifetime is skipped by default (it counts against the exit code); --max-wait lets a lab
+    wait it out, and the case's time bound grows with it."""
+    from types import SimpleNamespace
+
+    from bab.conformance.case import CaseSkipped, Record
+    from bab.conformance.tls_cases import _lifetime
+
+    tester = SimpleNamespace(now=100.0, deadline=190.0)
+    s = SimpleNamespace(options=Options(), tester=tester)
+    with pytest.raises(CaseSkipped, match="--max-wait"):
+        _lifetime(s, Record(), 5.0)
+    s.options.max_wait = 2_700_000
+    assert _lifetime(s, Record(), 5.0) == 744 * 3600
+    assert tester.deadline == 100.0 + 744 * 3600 + 5.0 + 60.0
