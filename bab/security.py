@@ -393,7 +393,9 @@ class MeterSecurity:
         self._count("tls_failures")
         self.tls_up = False
 
-    def _session_allowed(self, session_id: bytes | None, reused: bool) -> bool:
+    def _session_allowed(self, session_id: bytes | None, reused: bool, by_ticket: bool = False) -> bool:
+        if reused and by_ticket:  # a ticket is bound to the TLS context, which a pairing or reset replaces
+            return True
         if not reused:
             if session_id:
                 self._sessions.add(session_id)

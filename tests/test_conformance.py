@@ -49,7 +49,7 @@ def bab_results(tmp_path_factory):
 @needs_tls
 def test_every_case_passes_against_bab_but_its_named_deviation(bab_results):
     failed = [(r.id, r.verdict.value, r.reason) for r in bab_results
-              if r.verdict is not Verdict.PASS and r.id not in BAB_DEVIATIONS and r.id != "TLS_B2_FR_16"]
+              if r.verdict is not Verdict.PASS and r.id not in BAB_DEVIATIONS]
     assert not failed
     assert [r.id for r in bab_results] == list(CASES)
     by = {r.id: r for r in bab_results}
@@ -61,10 +61,8 @@ def test_every_case_passes_against_bab_but_its_named_deviation(bab_results):
     assert by["TLS_B2_FR_05"].figures["session_lifetime_s"] == LAB_SESSION_LIFETIME
     assert by["TLS_B2_FR_13"].figures["closed_after_s"] <= LAB_SESSION_LIFETIME + 5
     assert by["TLS_B2_FR_13"].figures["close_notify"] is True
-    assert all(by[i].verdict is Verdict.PASS for i in ("TLS_B2_FR_01_T", "TLS_B2_FR_10", "TLS_B2_FR_15"))
-    # Session tickets are off (docs/conformance.md): the optional SESSION_TICKET case is n/a, not a failure.
-    fr16 = by["TLS_B2_FR_16"]
-    assert fr16.verdict is Verdict.NOT_APPLICABLE and "no session ticket" in fr16.reason
+    assert all(by[i].verdict is Verdict.PASS for i in ("TLS_B2_FR_01_T", "TLS_B2_FR_10", "TLS_B2_FR_15",
+                                                      "TLS_B2_FR_16"))
 
 
 def test_the_catalogue_has_the_required_cases():
@@ -162,7 +160,7 @@ def test_reports_json_and_offline_html(bab_results):
     meta = {"port": "sim:"}
     doc = json.loads(json.dumps(to_json(bab_results, meta), default=str))
     assert doc["format"] == "bab-conformance-report/1" and doc["passed"] is False  # the named deviation
-    assert doc["summary"] == {"pass": len(CASES) - 2, "fail": 1, "skipped": 0, "n/a": 1}
+    assert doc["summary"] == {"pass": len(CASES) - 1, "fail": 1, "skipped": 0, "n/a": 0}
     assert {c["id"]: c["optional"] for c in doc["cases"]}["TLS_B2_FR_16"] == "SESSION_TICKET"
     first = doc["cases"][0]
     assert set(first) >= {"id", "title", "reference", "verdict", "reason", "figures", "evidence", "duration_s"}
@@ -180,10 +178,9 @@ def test_command_against_bab_in_process(tmp_path, capsys):
     assert main(["conformance", "--port", "sim:", "--report", str(out), "--report", str(html)]) == 1
     doc = json.loads(out.read_text())
     assert [c["id"] for c in doc["cases"] if c["verdict"] == "fail"] == list(BAB_DEVIATIONS)
-    assert [c["id"] for c in doc["cases"] if c["verdict"] == "n/a"] == ["TLS_B2_FR_16"]
     assert "TLS_B2_FR_18" in html.read_text()
-    assert f"{len(CASES) - 2} passed, 1 failed, 0 skipped, 1 n/a" in capsys.readouterr().out
-    # Without the deviating case BAB passes (an n/a optional case does not count against it): exit code 0.
+    assert f"{len(CASES) - 1} passed, 1 failed, 0 skipped, 0 n/a" in capsys.readouterr().out
+    # Without the deviating case BAB passes: exit code 0.
     ids = [i for i in CASES if i not in BAB_DEVIATIONS]
     assert main(["conformance", "--port", "sim:", "--report", str(out), *(x for i in ids for x in ("--case", i))]) == 0
     assert json.loads(out.read_text())["passed"] is True
@@ -226,7 +223,7 @@ def test_the_guide_lists_every_case_and_the_fault_table():
     assert listed == list(CASES)
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z0-9_, -]+) \|$", guide, re.M))
     assert rows == {k: ", ".join(catching(k)) for k in KINDS}
-    assert f"{len(CASES) - 2} passed, 1 failed, 0 skipped, 1 n/a" in guide and "BAB_DEVIATIONS" in guide
+    assert f"{len(CASES) - 1} passed, 1 failed, 0 skipped, 0 n/a" in guide and "BAB_DEVIATIONS" in guide
 
 
 def test_the_duration_cases_wait_only_within_max_wait():
@@ -244,3 +241,27 @@ def test_the_duration_cases_wait_only_within_max_wait():
     s.options.max_wait = 2_700_000
     assert _lifetime(s, Record(), 5.0) == 744 * 3600
     assert tester.deadline == 100.0 + 744 * 3600 + 5.0 + 60.0
+
+
+def test_an_optional_feature_the_meter_lacks_is_n_a_and_no_failure(tmp_path):
+    """CaseNotApplicable: n/a in an optional case (exit code still 0), a skip in a mandatory one."""
+    from bab.conformance.case import Case, CaseNotApplicable
+    from bab.conformance.report import to_json
+    from bab.conformance.runner import run_case
+
+    def lacks(s, rec):
+        raise CaseNotApplicable("the meter does not select encrypt_then_mac")
+
+    def fine(s, rec):
+        rec.figure("ok", True)
+
+    sim = Simulation(VirtualBus())
+    s = Session(_tester_on(sim), Options(state_dir=tmp_path))
+    optional = run_case(s, Case("X-OPT", "optional", "BAB", "TLS", lacks, optional="ENC_THEN_MAC"))
+    mandatory = run_case(s, Case("X-MAN", "mandatory", "BAB", "TLS", lacks))
+    passing = run_case(s, Case("X-OK", "passing", "BAB", "TLS", fine))
+    assert optional.verdict is Verdict.NOT_APPLICABLE and optional.reason and optional.optional == "ENC_THEN_MAC"
+    assert mandatory.verdict is Verdict.SKIPPED
+    assert exit_code([passing, optional]) == 0 and exit_code([passing, mandatory]) == 1 and exit_code([optional]) == 1
+    doc = to_json([passing, optional], {})
+    assert doc["passed"] is True and doc["summary"]["n/a"] == 1 and "na" in to_html([passing, optional], {})

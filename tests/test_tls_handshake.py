@@ -141,14 +141,21 @@ def test_session_resumption() -> None:
     assert s2.read_application_data() == b"ping"
 
 
-def test_session_from_another_pairing_is_refused() -> None:
-    """wolfSSL's session cache is process-wide (and 5.5.4 resumes across contexts despite the session-ID
-    context): the post-handshake pin check refuses a session created under another pairing before any
-    application data is accepted."""
+@pytest.mark.parametrize("by", ["session-id", "ticket"])
+def test_session_from_another_pairing_is_refused(by: str) -> None:
+    """By session ID: wolfSSL's session cache is process-wide (and 5.5.4 resumes across contexts despite the
+    session-ID context), so the post-handshake pin check refuses a session created under another pairing
+    before any application data is accepted. By ticket: the other context cannot decrypt it, the handshake is
+    a full one, and the pin refuses the client certificate in it."""
+    import ssl
+
     sctx, cctx = make_pair(Curve.SECP256R1)
+    if by == "session-id":
+        cctx.ssl_context.options |= ssl.OP_NO_TICKET
     s1, c1 = sctx.new_connection(), cctx.new_connection()
     c1.start()
     pump(c1, s1)
+    assert c1.session.has_ticket == (by == "ticket")
     mk, mc = identity(METER_ID, Curve.SECP256R1)
     other_gw = identity("OTHER-SMGW", Curve.SECP256R1)[1]
     sctx2 = MeterTlsContext(key_pem=mk, cert_pem=mc, peer_cert_pem=other_gw)
@@ -157,16 +164,24 @@ def test_session_from_another_pairing_is_refused() -> None:
     with pytest.raises(TlsCertificateError) as info:
         pump(c2, s2)
     assert info.value.reason is TlsFailure.BAD_CERTIFICATE
-    assert info.value.alert is None and "close_notify" in info.value.detail  # after our Finished: no plain alert
+    if by == "ticket":
+        assert info.value.alert == "bad_certificate"  # refused inside the full handshake, with a plain alert
+    else:
+        assert info.value.alert is None and "close_notify" in info.value.detail  # after our Finished
     assert not s2.handshake_complete and s2.info is None
     with pytest.raises(TlsCertificateError):
         s2.receive_bytes(b"\x17\x03\x03\x00\x01x")  # dead: nothing more is processed
     assert s2.read_application_data() == b""
-    # the refused session was dropped: the original pairing cannot resume it either
-    s3, c3 = sctx.new_connection(), cctx.new_connection(session=c1.session)
-    c3.start()
-    pump(c3, s3)
-    assert s3.handshake_complete and not s3.info.session_reused
+    if by == "session-id":  # the refused session was dropped: the original pairing cannot resume it either
+        s3, c3 = sctx.new_connection(), cctx.new_connection(session=c1.session)
+        c3.start()
+        pump(c3, s3)
+        assert s3.handshake_complete and not s3.info.session_reused
+    else:  # the ticket still resumes where it was issued
+        s3, c3 = sctx.new_connection(), cctx.new_connection(session=c1.session)
+        c3.start()
+        pump(c3, s3)
+        assert s3.handshake_complete and s3.info.session_reused
 
 
 def _gateway_cert(not_before: dt.datetime, days: int) -> tuple[bytes, bytes]:

@@ -229,3 +229,52 @@ def test_the_client_hello_summary_reads_the_last_extension(last):
         assert hello.max_fragment_length == 1
     else:
         assert hello.groups == [23]
+
+
+def _ticket_session(lab, **kw):
+    first, _ = _probe(lab, Ping(), session_ticket=True, **kw)
+    assert first.established and first.ticket and first.ticket_lifetime_hint
+    return first.session()
+
+
+def test_session_tickets_are_issued_again_and_again_and_resume(lab):
+    """BAB's own ticket callback: wolfSSL 5.5.4's default one failed the second ticket of a 744 h context."""
+    for _ in range(3):
+        session = _ticket_session(lab)
+        assert not session.session_id  # wolfSSL sends no session ID with a ticket
+        inner = Ping(b"ticket")
+        again, _ = _probe(lab, inner, session_ticket=True, resume=session)
+        assert again.resumed and again.established and inner.got == b"tekcit"
+
+
+@pytest.mark.parametrize("spoil", ["ticket", "key name", "other context"])
+def test_a_spoilt_or_foreign_ticket_gets_a_full_handshake(lab, spoil):
+    import dataclasses
+
+    session = _ticket_session(lab)
+    t = bytearray(session.ticket)
+    if spoil == "ticket":
+        t[-40] ^= 1  # inside the encrypted state
+    elif spoil == "key name":
+        t[15] ^= 1  # the issue time in the key name (authenticated)
+    session = dataclasses.replace(session, ticket=bytes(t))
+    if spoil == "other context":
+        mk, mc = keys.generate_identity("1BAB0000000042", Curve.BRAINPOOL_P256R1)
+        gk, gc = lab[1], lab[2]
+        lab = (MeterTlsContext(key_pem=mk, cert_pem=mc, peer_cert_pem=gc), gk, gc)
+    inner = Ping()
+    p, _ = _probe(lab, inner, session_ticket=True, resume=session)
+    assert p.established and not p.resumed and p.certificates and inner.got == b"gnip"
+
+
+def test_a_ticket_older_than_the_session_lifetime_gets_a_full_handshake(lab):
+    import time
+
+    mk, mc = keys.generate_identity("1BAB0000000042", Curve.SECP256R1)
+    short = (MeterTlsContext(key_pem=mk, cert_pem=mc, peer_cert_pem=lab[2], session_lifetime_s=1), lab[1], lab[2])
+    session = _ticket_session(short)
+    again, _ = _probe(short, Ping(), session_ticket=True, resume=session)
+    assert again.resumed
+    time.sleep(2.2)
+    late, _ = _probe(short, Ping(), session_ticket=True, resume=session)
+    assert late.established and not late.resumed

@@ -205,6 +205,10 @@ void wolfSSL_ERR_clear_error(void);
 
 /* C helpers defined in SOURCE below */
 int bab_restrict_ecdhe_groups(WOLFSSL_CTX *);
+typedef struct bab_ticket_keys bab_ticket_keys;
+bab_ticket_keys *bab_ticket_keys_new(long lifetime);
+void bab_ticket_keys_free(bab_ticket_keys *);
+int bab_use_ticket_keys(WOLFSSL_CTX *, bab_ticket_keys *);
 const char *bab_binding_id(void);
 
 extern "Python" int _bab_io_recv(WOLFSSL *, char *, int, void *);
@@ -272,6 +276,115 @@ int bab_restrict_ecdhe_groups(WOLFSSL_CTX *ctx)
         return 0;
     wolfSSL_CTX_SetEccKeyGenCb(ctx, bab_ecc_keygen);
     return 1;
+}
+
+#ifndef HAVE_SESSION_TICKET
+#error "this libwolfssl is built without session tickets (HAVE_SESSION_TICKET)"
+#endif
+#include <string.h>
+#include <time.h>
+#include <stdlib.h>
+#include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+/* Session tickets (RFC 5077) with BAB's own ticket callback. wolfSSL 5.5.4's default callback fails every
+ * further ticket once the session timeout exceeds its 1 h key lifetime, and the LMN's lifetime is 744 h.
+ * One key set per MeterTlsContext (shared by its per-group WOLFSSL_CTXs; a new pairing or crypto-reset makes a
+ * new context, so older tickets no longer decrypt). The ticket state wolfSSL hands over is encrypted in place
+ * with AES-256-GCM. The key name carries the key's random ID (8 bytes) and the issue time (8 bytes, seconds,
+ * big-endian) and is the GCM AAD, so the time cannot be altered. A ticket older than the session lifetime,
+ * or of another key, is rejected: a full handshake follows. */
+typedef struct bab_ticket_keys bab_ticket_keys;
+struct bab_ticket_keys {
+    unsigned char id[8];
+    unsigned char key[32];
+    long lifetime;
+    WC_RNG rng;
+};
+
+bab_ticket_keys *bab_ticket_keys_new(long lifetime)
+{
+    bab_ticket_keys *k = (bab_ticket_keys *)calloc(1, sizeof(*k));
+    if (k == NULL)
+        return NULL;
+    if (wc_InitRng(&k->rng) != 0) {
+        free(k);
+        return NULL;
+    }
+    if (wc_RNG_GenerateBlock(&k->rng, k->id, sizeof(k->id)) != 0
+            || wc_RNG_GenerateBlock(&k->rng, k->key, sizeof(k->key)) != 0) {
+        wc_FreeRng(&k->rng);
+        free(k);
+        return NULL;
+    }
+    k->lifetime = lifetime;
+    return k;
+}
+
+void bab_ticket_keys_free(bab_ticket_keys *k)
+{
+    if (k == NULL)
+        return;
+    wc_FreeRng(&k->rng);
+    memset(k->key, 0, sizeof(k->key));
+    free(k);
+}
+
+static int bab_ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
+                         unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                         int enc, unsigned char *ticket, int in_len, int *out_len, void *user)
+{
+    bab_ticket_keys *k = (bab_ticket_keys *)user;
+    Aes aes;
+    int ret;
+    unsigned long long issued = 0;
+    unsigned long long now = (unsigned long long)time(NULL);
+    int i;
+    (void)ssl;
+    if (k == NULL || in_len <= 0)
+        return WOLFSSL_TICKET_RET_FATAL;
+    if (enc) {
+        memcpy(key_name, k->id, 8);
+        for (i = 0; i < 8; i++)
+            key_name[8 + i] = (unsigned char)(now >> (56 - 8 * i));
+        if (wc_RNG_GenerateBlock(&k->rng, iv, WOLFSSL_TICKET_IV_SZ) != 0)
+            return WOLFSSL_TICKET_RET_FATAL;
+    } else {
+        if (memcmp(key_name, k->id, 8) != 0)
+            return WOLFSSL_TICKET_RET_REJECT;
+        for (i = 0; i < 8; i++)
+            issued = (issued << 8) | key_name[8 + i];
+        if (issued > now || (long long)(now - issued) > (long long)k->lifetime)
+            return WOLFSSL_TICKET_RET_REJECT;
+    }
+    if (wc_AesInit(&aes, NULL, INVALID_DEVID) != 0)
+        return WOLFSSL_TICKET_RET_FATAL;
+    ret = wc_AesGcmSetKey(&aes, k->key, sizeof(k->key));
+    if (ret == 0 && enc) {
+        memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+        ret = wc_AesGcmEncrypt(&aes, ticket, ticket, (word32)in_len, iv, 12, mac, 16, key_name,
+                               WOLFSSL_TICKET_NAME_SZ);
+    } else if (ret == 0) {
+        ret = wc_AesGcmDecrypt(&aes, ticket, ticket, (word32)in_len, iv, 12, mac, 16, key_name,
+                               WOLFSSL_TICKET_NAME_SZ);
+    }
+    wc_AesFree(&aes);
+    if (ret != 0)
+        return enc ? WOLFSSL_TICKET_RET_FATAL : WOLFSSL_TICKET_RET_REJECT;
+    *out_len = in_len;
+    return WOLFSSL_TICKET_RET_OK;
+}
+
+int bab_use_ticket_keys(WOLFSSL_CTX *ctx, bab_ticket_keys *k)
+{
+    if (ctx == NULL || k == NULL)
+        return 0;
+    if (wolfSSL_CTX_set_TicketEncCb(ctx, bab_ticket_cb) != WOLFSSL_SUCCESS)
+        return 0;
+    if (wolfSSL_CTX_set_TicketEncCtx(ctx, k) != WOLFSSL_SUCCESS)
+        return 0;
+    return wolfSSL_CTX_set_TicketHint(ctx, (int)(k->lifetime > 0x7fffffff ? 0x7fffffff : k->lifetime))
+        == WOLFSSL_SUCCESS;
 }
 """
 

@@ -107,10 +107,11 @@ class TlsServerLayer:
     ``executor``: where handshake steps run (default: :func:`shared_executor`).
     ``on_failure(error)``: called once per failed connection, from the station's thread.
     ``on_established(info)``: called once the handshake is complete.
-    ``session_filter(session_id, reused)``: asked once the handshake is complete; False refuses the session
-    (our close_notify goes out, no application data is accepted, then DM). MeterSecurity uses it to refuse
-    sessions resumed from before a crypto-reset or pairing (wolfSSL's session cache is process-wide and
-    cannot be flushed through the binding).
+    ``session_filter(session_id, reused, by_ticket)``: asked once the handshake is complete; False refuses
+    the session (our close_notify goes out, no application data is accepted, then DM). MeterSecurity uses it
+    to refuse sessions resumed by ID from before a crypto-reset or pairing (wolfSSL's session cache is
+    process-wide and cannot be flushed through the binding; a ticket resumes only under the key set of the
+    context that issued it).
     ``name``: the meter's name in log lines.
     ``clock`` and ``max_age_s``: the runtime's monotonic clock and the TLS session lifetime (TR-03116-3 LMN:
     744 h). A connection older than that is ended by the meter at the gateway's next poll: close_notify, then
@@ -126,7 +127,7 @@ class TlsServerLayer:
         on_failure: Callable[[TlsError], None] | None = None,
         on_established: Callable[[TlsSessionInfo | None], None] | None = None,
         on_closed: Callable[[], None] | None = None,
-        session_filter: Callable[[bytes | None, bool], bool] | None = None,
+        session_filter: Callable[[bytes | None, bool, bool], bool] | None = None,
         name: str = "meter",
         clock: Callable[[], float] | None = None,
         max_age_s: float | None = None,
@@ -271,7 +272,8 @@ class TlsServerLayer:
             self.established_at = self.clock() if self.clock is not None else None
             info = self.tls.info
             reused = bool(info is not None and info.session_reused)
-            if self.session_filter is not None and not self.session_filter(self.session_id, reused):
+            by_ticket = bool(getattr(self.tls, "resumed_by_ticket", False))
+            if self.session_filter is not None and not self.session_filter(self.session_id, reused, by_ticket):
                 self.tls.close()
                 self._collect_output()
                 self._fail(tls_error(TlsFailure.POLICY_VIOLATION,

@@ -43,18 +43,20 @@ Policy (enforced by configuration *and* checked again after every handshake):
   expects the extension to be ignored: BAB fails that case on purpose (docs/conformance.md).
 * max_fragment_length: wolfSSL honours the client's request; with 2^9 every record we send carries at most
   512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
-* Session resumption by session ID, lifetime 744 h (``wolfSSL_CTX_set_timeout``). Session tickets (RFC 5077) are
-  off: with them on, this wolfSSL (5.5.4, its default ticket callback) issues the first ticket of a context and
-  then fails every further handshake that would issue one (error 1, unknown error number) whenever the session
-  timeout exceeds its ticket key lifetime of 1 h, as the LMN's 744 h does; so the lifetime is the session
-  cache's (TaSK's optional TLS_B2_FR_16 is n/a for BAB). wolfSSL's session cache is process-wide: a
-  session resumes on whichever pinned context the resuming ClientHello is given (all of one
-  :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a session even across contexts whose
-  session-ID context differs; the post-handshake check compares the resumed session's peer certificate with
-  *this* context's pin, so a session from another pairing is refused (close_notify, no application data
-  accepted) and removed from the cache (the client's next attempt is a full handshake). That refusal comes after
-  our Finished, when an alert would have to be encrypted, and wolfSSL 5.5.4 has no call to send one: the client
-  gets an encrypted close_notify and then the end of the connection.
+* Session resumption by session ID and by session ticket (RFC 5077), lifetime 744 h: the session cache's
+  timeout (``wolfSSL_CTX_set_timeout``), and for tickets the binding's own ticket callback (wolfSSL 5.5.4's
+  default one fails every further ticket once the timeout exceeds its 1 h key lifetime). It encrypts the
+  ticket with AES-256-GCM under a key set of this :class:`MeterTlsContext` (:class:`TicketKeys`), puts the
+  issue time into the authenticated key name, and rejects a ticket that is older than the lifetime or was
+  made under another key set; a full handshake follows. A ticket carries no peer certificate: a resumption
+  from one of ours is taken as the pinned gateway's (we issue tickets only after the pin check). wolfSSL's
+  session cache is process-wide: a session resumes on whichever pinned context the resuming ClientHello is
+  given (all of one :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a session even
+  across contexts whose session-ID context differs; the post-handshake check compares the resumed session's
+  peer certificate with *this* context's pin, so a session from another pairing is refused (close_notify, no
+  application data accepted) and removed from the cache (the client's next attempt is a full handshake). That
+  refusal comes after our Finished, when an alert would have to be encrypted, and wolfSSL 5.5.4 has no call to
+  send one: the client gets an encrypted close_notify and then the end of the connection.
 * Keys are handed to wolfSSL as SEC1 (RFC 5915) DER: wolfSSL 5.5.4 mis-reads brainpool keys in PKCS#8 form
   (the handshake then fails at the peer with a bad ServerKeyExchange signature).
 
@@ -187,7 +189,8 @@ class MeterTlsContext:
         # One context per group, all with the same session-ID context (a session resumes on any of them).
         self._sid_ctx = hashlib.sha256(b"BAB-LMN-TLS\0" + self.cert_der + self.peer_cert_der).digest()
         self._ctxs: dict[keys.Curve | None, Any] = {}
-        self._finalizer = weakref.finalize(self, _free_contexts, lib, self._ctxs)
+        self._ticket_keys = TicketKeys(ffi, lib, session_lifetime_s)
+        self._finalizer = weakref.finalize(self, _free_contexts, lib, self._ctxs, self._ticket_keys)
         pins: tuple[keys.Curve | None, ...] = self.groups if _restrict_groups else (None,)
         for pin in pins:
             self._ctxs[pin] = self._new_wolf_context(ffi, lib, key_der, pin)
@@ -228,10 +231,10 @@ class MeterTlsContext:
             check(lib.bab_restrict_ecdhe_groups(ctx), "ECDHE group restriction")
         check(lib.wolfSSL_CTX_set1_sigalgs_list(ctx, SIGALGS.encode()), "signature algorithms")
         check(lib.wolfSSL_CTX_SetMinEccKey_Sz(ctx, 256), "minimum ECC key size")
-        check(lib.wolfSSL_CTX_NoTicketTLSv12(ctx), "no session tickets")
+        check(lib.bab_use_ticket_keys(ctx, self._ticket_keys.ptr), "session tickets")
         lib.wolfSSL_CTX_set_timeout(ctx, self.session_lifetime_s)  # returns the previous timeout (OpenSSL-style)
         check(lib.wolfSSL_CTX_set_session_id_context(ctx, self._sid_ctx, len(self._sid_ctx)), "session id context")
-        lib.wolfSSL_CTX_set_options(ctx, lib.WOLFSSL_OP_NO_COMPRESSION | lib.WOLFSSL_OP_NO_TICKET)
+        lib.wolfSSL_CTX_set_options(ctx, lib.WOLFSSL_OP_NO_COMPRESSION)
         lib.wolfSSL_CTX_set_verify(
             ctx, lib.WOLFSSL_VERIFY_PEER | lib.WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, lib._bab_verify
         )
@@ -271,8 +274,21 @@ class MeterTlsContext:
         return refs[index]
 
 
-def _free_contexts(lib: Any, ctxs: dict[keys.Curve | None, Any]) -> None:
-    # wolfSSL reference-counts a context: one still used by a live connection is freed with that connection
+class TicketKeys:
+    """The session-ticket key set of one :class:`MeterTlsContext` (C memory of the binding's ticket callback:
+    a random key ID and AES-256-GCM key). Contexts and connections hold it until their wolfSSL objects are
+    freed, so the callback never sees freed keys."""
+
+    def __init__(self, ffi: Any, lib: Any, lifetime_s: int) -> None:
+        self.ptr = lib.bab_ticket_keys_new(lifetime_s)
+        if self.ptr == ffi.NULL:
+            raise TlsError(TlsFailure.INTERNAL_ERROR, "cannot create the session-ticket keys")
+        weakref.finalize(self, lib.bab_ticket_keys_free, self.ptr)
+
+
+def _free_contexts(lib: Any, ctxs: dict[keys.Curve | None, Any], ticket_keys: TicketKeys | None = None) -> None:
+    # wolfSSL reference-counts a context: one still used by a live connection is freed with that connection.
+    # ``ticket_keys`` is only referenced to outlive the contexts that point to it.
     for ctx in ctxs.values():
         lib.wolfSSL_CTX_free(ctx)
     ctxs.clear()
@@ -314,7 +330,8 @@ class MeterTlsServer:
             self._ctx_refs.append(wctx)
         # The finalizer references the handle so it outlives the WOLFSSL object that points to it.
         self._holder: list[Any] = []
-        self._finalizer = weakref.finalize(self, _free_ssl, lib, self._holder, self._ctx_refs, self._io.handle)
+        self._finalizer = weakref.finalize(self, _free_ssl, lib, self._holder, self._ctx_refs, self._io.handle,
+                                           context._ticket_keys)
         self._out = RecordSplitter()
         self._app_in = bytearray()
         self._hello_bytes = bytearray()  # the client's stream up to the end of its ClientHello
@@ -423,6 +440,14 @@ class MeterTlsServer:
     def info(self) -> TlsSessionInfo | None:
         """Negotiated parameters once the handshake is complete."""
         return self._info
+
+    @property
+    def resumed_by_ticket(self) -> bool:
+        """The client offered a session ticket (RFC 5077) and the session was resumed: from the ticket
+        (wolfSSL tries an offered ticket first)."""
+        if self._ssl is None or self._hello is None or not self._hello.session_ticket:
+            return False
+        return bool(self._lib.wolfSSL_session_reused(self._ssl))
 
     @property
     def max_fragment_length(self) -> int:
@@ -588,6 +613,12 @@ class MeterTlsServer:
                     alert="handshake_failure",
                 )
         peer_der = self._peer_certificate_der()
+        if peer_der is None and reused and self.resumed_by_ticket:
+            # A ticket does not carry the peer certificate. It is encrypted under the key set of this context
+            # only (a new pairing or crypto-reset makes a new context), which issues tickets only in full
+            # handshakes whose client certificate passed the pin in the verify callback: it stands for the
+            # pinned gateway.
+            peer_der = self._context.peer_cert_der
         if peer_der is None:
             raise tls_error(TlsFailure.NO_CERTIFICATE, "no client certificate", alert="certificate_required")
         if peer_der != self._context.peer_cert_der:
@@ -835,8 +866,8 @@ class MeterTlsServer:
         )
 
 
-def _free_ssl(lib: Any, holder: list[Any], ctx_refs: list[Any], handle: Any) -> None:
-    # ``handle`` is only referenced to outlive the WOLFSSL object that points to it
+def _free_ssl(lib: Any, holder: list[Any], ctx_refs: list[Any], handle: Any, ticket_keys: Any = None) -> None:
+    # ``handle`` and ``ticket_keys`` are only referenced to outlive the WOLFSSL object that points to them
     for ssl in holder:
         lib.wolfSSL_free(ssl)
     holder.clear()

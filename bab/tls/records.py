@@ -122,6 +122,7 @@ class ClientHelloSummary:
     compression_methods: bytes = b""
     session_id: bytes = b""  # the session the client asks to resume (empty: a full handshake)
     truncated_hmac: bool = False  # the RFC 6066 truncated_hmac extension (type 4) is offered
+    session_ticket: bytes | None = None  # the RFC 5077 SessionTicket extension's data (b"": asks for one)
 
     def offers_tls12(self) -> bool:
         if self.supported_versions is not None:
@@ -202,4 +203,6 @@ def _parse_hello_body(b: bytes) -> ClientHelloSummary:
             hello.max_fragment_length = data[0]
         elif ext_type == 4:  # truncated_hmac
             hello.truncated_hmac = True
+        elif ext_type == 35:  # session_ticket
+            hello.session_ticket = data
     return hello
