@@ -278,3 +278,23 @@ def test_a_ticket_older_than_the_session_lifetime_gets_a_full_handshake(lab):
     time.sleep(2.2)
     late, _ = _probe(short, Ping(), session_ticket=True, resume=session)
     assert late.established and not late.resumed
+
+
+@pytest.mark.parametrize("size", [1, 32, 48, 174, 175, 206])
+def test_a_garbage_ticket_gets_a_full_handshake(lab, size):
+    from bab.conformance.tls_probe import ProbeSession
+
+    junk = ProbeSession(b"\x01" * 32, bytes(48), 0xC02B, False, bytes((i * 37) & 0xFF for i in range(size)))
+    p, _ = _probe(lab, Ping(), session_ticket=True, resume=junk)
+    assert p.established and not p.resumed
+
+
+def test_an_oversized_ticket_is_refused_by_wolfssl(lab):
+    """wolfSSL refuses a ticket longer than its ticket buffer (206 bytes at most here) outright, with no full
+    handshake: a clear error, no crash."""
+    from bab.conformance.tls_probe import ProbeSession
+
+    junk = ProbeSession(b"\x01" * 32, bytes(48), 0xC02B, False, bytes(207))
+    p, server = _probe(lab, Ping(), session_ticket=True, resume=junk)
+    assert not p.established and p.alert == "handshake_failure"
+    assert server.error is not None and "ticket" in server.error.detail.lower()

@@ -43,20 +43,21 @@ Policy (enforced by configuration *and* checked again after every handshake):
   expects the extension to be ignored: BAB fails that case on purpose (docs/conformance.md).
 * max_fragment_length: wolfSSL honours the client's request; with 2^9 every record we send carries at most
   512 bytes of plaintext (see :attr:`MeterTlsServer.max_fragment_length`).
-* Session resumption by session ID and by session ticket (RFC 5077), lifetime 744 h: the session cache's
-  timeout (``wolfSSL_CTX_set_timeout``), and for tickets the binding's own ticket callback (wolfSSL 5.5.4's
-  default one fails every further ticket once the timeout exceeds its 1 h key lifetime). It encrypts the
-  ticket with AES-256-GCM under a key set of this :class:`MeterTlsContext` (:class:`TicketKeys`), puts the
-  issue time into the authenticated key name, and rejects a ticket that is older than the lifetime or was
-  made under another key set; a full handshake follows. A ticket carries no peer certificate: a resumption
-  from one of ours is taken as the pinned gateway's (we issue tickets only after the pin check). wolfSSL's
-  session cache is process-wide: a session resumes on whichever pinned context the resuming ClientHello is
-  given (all of one :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a session even
-  across contexts whose session-ID context differs; the post-handshake check compares the resumed session's
-  peer certificate with *this* context's pin, so a session from another pairing is refused (close_notify, no
-  application data accepted) and removed from the cache (the client's next attempt is a full handshake). That
-  refusal comes after our Finished, when an alert would have to be encrypted, and wolfSSL 5.5.4 has no call to
-  send one: the client gets an encrypted close_notify and then the end of the connection.
+* Session resumption by session ID and by session ticket (RFC 5077), lifetime 744 h: the session cache's timeout
+  (``wolfSSL_CTX_set_timeout``), and for tickets the binding's own ticket callback (wolfSSL 5.5.4's default one
+  fails every further ticket once the timeout exceeds its 1 h key lifetime). It encrypts the ticket with
+  AES-256-GCM under a key set of this :class:`MeterTlsContext` (:class:`TicketKeys`), puts the issue time into
+  the authenticated key name, and rejects a ticket that is older than the lifetime or was made under another key
+  set; a full handshake follows. A ticket carries no peer certificate: a resumption from one of ours is taken as
+  the pinned gateway's (we issue tickets only after the pin check). Ours are 174 bytes; wolfSSL refuses a ticket
+  of more than 206 bytes with handshake_failure instead of a full handshake ("Bad session ticket message Size
+  Error"). wolfSSL's session cache is process-wide: a session resumes on whichever pinned context the resuming
+  ClientHello is given (all of one :class:`MeterTlsContext` share a session-ID context), and 5.5.4 resumes a
+  session even across contexts whose session-ID context differs; the post-handshake check compares the resumed
+  session's peer certificate with *this* context's pin, so a session from another pairing is refused
+  (close_notify, no application data accepted) and removed from the cache (the client's next attempt is a full
+  handshake). That refusal comes after our Finished, when an alert would have to be encrypted, and wolfSSL 5.5.4
+  has no call to send one: the client gets an encrypted close_notify and then the end of the connection.
 * Keys are handed to wolfSSL as SEC1 (RFC 5915) DER: wolfSSL 5.5.4 mis-reads brainpool keys in PKCS#8 form
   (the handshake then fails at the peer with a bad ServerKeyExchange signature).
 
