@@ -32,7 +32,6 @@ class Options:
     max_case_seconds: float | None = None  # lower every case's time bound to this (a quick screening run)
     tls_session_lifetime: float = 744 * 3600.0  # what the meter declares (TR-03116-3 LMN: 744 h)
     max_wait: float = 300.0  # the longest a case may wait for the session lifetime to pass (else skipped)
-    optional: bool = True  # run the optional cases (TaSK's recommended profiles)
 
 
 @dataclass

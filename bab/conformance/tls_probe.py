@@ -143,6 +143,7 @@ class TlsProbe:
         self._server_random = b""
         self._master = b""
         self._ecdh: ec.EllipticCurvePrivateKey | None = None
+        self._premaster = b""
         self._client_verify = b""
         self._reneg_sent = False
         self._reneg_idle = 0
@@ -167,7 +168,7 @@ class TlsProbe:
         self.closed_by_peer = False  # close_notify received, or the connection lost after the handshake
         self.lost: str | None = None
         self.error: str | None = None
-        self.sent_messages: list[str] = []
+        self.sent_messages: list[str] = []  # the handshake messages, by name, for diagnostics
         self.received_messages: list[str] = []
         self.wire: list[tuple[str, bytes]] = []  # ("tx" | "rx", record), as sent and received (bounded)
         self.bytes_sent = 0  # handed to the HDLC station (0: the connection never opened)
