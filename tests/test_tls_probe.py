@@ -298,3 +298,34 @@ def test_an_oversized_ticket_is_refused_by_wolfssl(lab):
     p, server = _probe(lab, Ping(), session_ticket=True, resume=junk)
     assert not p.established and p.alert == "handshake_failure"
     assert server.error is not None and "ticket" in server.error.detail.lower()
+
+
+def test_the_probe_survives_mutated_server_flights(lab):
+    """Whatever a meter sends, the probe ends with an error (and its alert) or gives up waiting; never an
+    exception, never an established channel."""
+    import random
+
+    sctx, gk, gc = lab
+    rng = random.Random(7)
+    outcomes = {"error": 0, "alert": 0, "waiting": 0, "established": 0}
+    for _ in range(150):
+        p = TlsProbe(ProbeOptions(key_pem=gk, cert_der=gc), Ping())
+        server = sctx.new_connection()
+        server.receive_bytes(p.data_to_send(4000))
+        flight = bytearray(b"".join(server.records_to_send()))
+        for _ in range(rng.randint(1, 4)):
+            flight[rng.randrange(len(flight))] = rng.randrange(256)
+        p.data_received(bytes(flight[: rng.randint(1, len(flight))] if rng.random() < 0.2 else flight))
+        if p.error:
+            outcomes["error"] += 1
+            assert p.is_done() is False or p.data_to_send(4000) == b""  # the alert goes out first
+        elif p.alerts:
+            outcomes["alert"] += 1
+        elif p.established:
+            outcomes["established"] += 1
+        else:  # a length was hit: it waits for more, and gives up after its patience
+            outcomes["waiting"] += 1
+            for _ in range(p.o.patience + 2):
+                p.data_to_send(4000)
+            assert p.is_done() and not p.established
+    assert outcomes["established"] == 0 and outcomes["error"] > 75, outcomes
