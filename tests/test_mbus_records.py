@@ -237,3 +237,11 @@ def test_meter_times_after_2038_do_not_need_a_64_bit_time_t() -> None:
         stamp = dt.datetime(year, 6, 1, 12, 0, tzinfo=dt.UTC)
         expected = (dt.date(year, 6, 1) - dt.date(1970, 1, 1)).days * 86400 + 12 * 3600
         assert epoch_seconds(stamp) == expected
+
+
+def test_an_empty_bcd_field_has_no_value_rather_than_an_exception():
+    """Found by the mutation test above (a variable-length BCD record of length 0 raised ValueError)."""
+    from legacy_drivers.mbus.records import _bcd_value
+
+    assert _bcd_value(b"") == (None, "empty BCD field")
+    assert _bcd_value(bytes.fromhex("3412")) == (1234, None) and _bcd_value(bytes.fromhex("34F2")) == (-234, None)

@@ -230,8 +230,11 @@ def manufacturer_field(letters: str) -> int:
 
 
 def _bcd_value(raw: bytes) -> tuple[int | None, str | None]:
-    """Mantissa of a BCD field; a top nibble F marks a negative number (EN 13757-3 type A)."""
-    if raw and raw[-1] >> 4 == 0x0F:
+    """Mantissa of a BCD field; a top nibble F marks a negative number (EN 13757-3 type A). An empty field (a
+    variable-length BCD record of length 0) has no value."""
+    if not raw:
+        return None, "empty BCD field"
+    if raw[-1] >> 4 == 0x0F:
         digits = bcd_digits(raw[:-1] + bytes((raw[-1] & 0x0F,)))
         return (-int(digits), None) if digits is not None else (None, "invalid BCD digit")
     digits = bcd_digits(raw)
