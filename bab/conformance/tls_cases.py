@@ -36,8 +36,8 @@ from bab.tls.gateway_client import GatewayTlsContext
 from bab.tls.hdlc_layer import TlsClientLayer
 
 from .case import CaseNotApplicable, CaseSkipped, case, check
-from .common import ensure_registered
-from .sml_cases import SmlFilesClient, bodies, get_pp
+from .common import energy_request, ensure_registered, sml_request
+from .sml_cases import SmlFilesClient, bodies
 from .tls_hello import (
     OTHER_GROUPS,
     OTHER_SIGALGS,
@@ -92,13 +92,8 @@ def tls_client_for(s, inner, **kw: Any) -> TlsClientLayer | None:  # type: ignor
 
 
 def _read_request(s) -> SmlFilesClient:  # type: ignore[no-untyped-def]
-    from bab.cosem.base_meter import ENERGY_IMPORT
-    from bab.cosem.objects import CosemClass
-
-    from .common import sml_request
-
-    return SmlFilesClient([sml_request(s.server_id, [get_pp(ENERGY_IMPORT, CosemClass.ADVANCED_EXT_REGISTER,
-                                                            (2, 3))], b"TLS1")])
+    """A client for one SML file reading 1-0:1.8.0 (inside TLS)."""
+    return SmlFilesClient([sml_request(s.server_id, energy_request(), b"TLS1")])
 
 
 def probe(s, rec, note: str, *, inner: Any = None, timeout: float = 40.0,  # type: ignore[no-untyped-def]

@@ -42,8 +42,7 @@ from .tls_hello import (
     server_hello_extensions,
 )
 
-_CURVES: dict[int, type[ec.EllipticCurve]] = {23: ec.SECP256R1, 24: ec.SECP384R1, 26: ec.BrainpoolP256R1,
-                                              27: ec.BrainpoolP384R1, 28: ec.BrainpoolP512R1}
+_CURVES: dict[int, keys.Curve] = {c.tls_group_id: c for c in keys.Curve}  # TLS group code -> curve
 _HASHES: dict[int, type[hashes.HashAlgorithm]] = {4: hashes.SHA256, 5: hashes.SHA384, 6: hashes.SHA512}
 
 
@@ -463,7 +462,7 @@ class TlsProbe:
                           ec.ECDSA(_HASHES[sigalg >> 8]()))
         except InvalidSignature:
             raise ProbeError("the ServerKeyExchange signature does not verify with the server certificate") from None
-        curve = _CURVES[group]()
+        curve = _CURVES[group].ec_curve()
         peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
         self._ecdh = ec.generate_private_key(curve)
         self._premaster = self._ecdh.exchange(ec.ECDH(), peer)
